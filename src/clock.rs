@@ -1,0 +1,40 @@
+//! The one place that reads the wall clock. Everything else takes `now` as an argument, so
+//! tests can drive time through DST days, midnights and restarts deterministically.
+
+use jiff::Timestamp;
+
+/// A source of the current time.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The real wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // the composition root is where the clock is read
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// A clock that returns a fixed instant until it is moved; for tests and simulations.
+#[derive(Debug)]
+pub struct FixedClock(std::sync::Mutex<Timestamp>);
+
+impl FixedClock {
+    pub fn new(at: Timestamp) -> Self {
+        FixedClock(std::sync::Mutex::new(at))
+    }
+
+    pub fn set(&self, at: Timestamp) {
+        *self.0.lock().expect("clock lock") = at;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().expect("clock lock")
+    }
+}

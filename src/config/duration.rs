@@ -1,0 +1,1 @@
+//! Durations in the config. (Being written.)

@@ -1,0 +1,13 @@
+//! cadenced: keeps a small business's social accounts on a steady, human cadence.
+//!
+//! Data flows queue → cadence → platforms → store. This file is the table of contents.
+
+pub mod cadence; // pure policy: slots, local days, similarity, caps and gaps, the plan simulation
+pub mod cli; // one file per subcommand; human and JSON rendering
+pub mod clock; // the only place that reads the wall clock
+pub mod config; // strict TOML config: lookup, load, validate, credentials
+pub mod diag; // compiler-style diagnostics naming the file, the line and the fix
+pub mod platforms; // platform enum, per-platform text and media rules
+pub mod post; // the post file format: pure parsing from bytes
+pub mod queue; // scanning the queue folder: ignore rules, safe reads, media confinement
+pub mod store; // the SQLite log: schema, migrations, queries

@@ -1,0 +1,1 @@
+//! Text counting rules shared by the platforms. (Being written.)
