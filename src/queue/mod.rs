@@ -1,11 +1,28 @@
-//! The queue folder. (Being written.)
+//! The queue folder: which files are posts, reading them safely, confining their media, and
+//! scanning the whole tree.
+//!
+//! The queue is writable by people (and by anything that can drop a file), so reading it is
+//! defensive: FIFOs and devices are never opened in a way that can block, symlinks and
+//! media must stay inside the queue, sizes are checked before reading. This module only
+//! reads: it never deletes, moves or writes files (the daemon owns moves and `.held` notes),
+//! and never reads the clock.
 
-use std::path::{Path, PathBuf};
+mod ignore;
+mod read;
+mod scan;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
 
 use jiff::Timestamp;
 
 use crate::diag::Diagnostic;
 use crate::post::Post;
+
+pub use ignore::{FileKind, POST_EXTENSIONS, classify_file, is_ignored_dir, is_ignored_file};
+pub use read::{MAX_POST_BYTES, read_post};
+pub use scan::scan;
 
 /// One post file found in a channel folder, read and parsed (or not).
 #[derive(Debug, Clone)]
@@ -13,9 +30,12 @@ pub struct QueuedFile {
     /// `<channel>/<file name>`: the identity of the post, relative to the queue folder.
     pub id: String,
     pub channel: String,
+    /// `<queue root>/<channel>/<file name>`, as found (not resolved through a symlink).
     pub path: PathBuf,
+    /// The file's modification time; the Unix epoch when it could not be read.
     pub modified: Timestamp,
-    /// Hex SHA-256 of the content: the version of the post.
+    /// Hex SHA-256 of the content: the version of the post. Empty when the content was not
+    /// read (not a regular file, over the size limit, not a post file, unreadable).
     pub hash: String,
     pub content: Result<Accepted, Diagnostic>,
 }
@@ -39,12 +59,8 @@ pub struct Media {
 
 #[derive(Debug, Default)]
 pub struct Scan {
+    /// Every file of every configured channel folder that is not ignored, sorted by `id`.
     pub files: Vec<QueuedFile>,
     /// Problems that are not about one post file (unknown channel folder, unreadable folder).
     pub problems: Vec<Diagnostic>,
-}
-
-pub fn scan(queue_root: &Path, channels: &[&str]) -> Scan {
-    let _ = (queue_root, channels);
-    todo!()
 }

@@ -1,0 +1,172 @@
+//! A full scan of the queue: every post file of every configured channel, and the problems
+//! of the tree itself (missing queue, unknown channel folders, stray files). Used at start-up,
+//! on reload, after a watch overflow, and by `cadenced check`. Reads only.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use super::Scan;
+use super::ignore::{is_ignored_dir, is_ignored_file};
+use super::read::read_post;
+use crate::diag::{self, Diagnostic};
+
+/// Scans `queue_root` for the folders of `channels`. A configured channel without a folder
+/// is an empty queue, not a problem.
+pub fn scan(queue_root: &Path, channels: &[&str]) -> Scan {
+    let mut scan = Scan::default();
+    let entries = match fs::read_dir(queue_root) {
+        Ok(entries) => entries,
+        Err(e) => {
+            scan.problems.push(queue_unreadable(queue_root, &e));
+            return scan;
+        }
+    };
+    let root = fs::canonicalize(queue_root).ok();
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                scan.problems.push(
+                    Diagnostic::error(queue_root, format!("cannot list the queue folder: {e}"))
+                        .with_help(PERMISSION_HELP),
+                );
+                continue;
+            }
+        };
+        let name_os = entry.file_name();
+        let name = name_os.to_string_lossy();
+        let path = queue_root.join(&name_os);
+        // `file_type` does not follow symlinks; a linked folder is looked at through `metadata`.
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        let is_link = file_type.is_symlink();
+        let is_dir = if is_link {
+            fs::metadata(&path).is_ok_and(|m| m.is_dir())
+        } else {
+            file_type.is_dir()
+        };
+
+        if !is_dir {
+            if !is_ignored_file(&name) {
+                scan.problems.push(
+                    Diagnostic::warning(
+                        &path,
+                        format!("`{name}` is directly in the queue folder, not in a channel folder, so it is not posted"),
+                    )
+                    .with_help(format!(
+                        "move it into the folder of the channel it is for ({})",
+                        list(channels)
+                    )),
+                );
+            }
+            continue;
+        }
+        if is_ignored_dir(&name) {
+            continue;
+        }
+        let Some(channel) = channels.iter().find(|c| **c == name) else {
+            scan.problems.push(unknown_channel(&path, &name, channels));
+            continue;
+        };
+        if is_link {
+            // A linked channel folder must stay in the queue, like any other symlink.
+            let inside = match (&root, fs::canonicalize(&path)) {
+                (Some(root), Ok(target)) => target.starts_with(root),
+                _ => false,
+            };
+            if !inside {
+                scan.problems.push(
+                    Diagnostic::error(
+                        &path,
+                        format!("the channel folder `{name}` is a symlink out of the queue folder; it was not read"),
+                    )
+                    .with_help("make it a real folder inside the queue"),
+                );
+                continue;
+            }
+        }
+        scan_channel(queue_root, channel, &mut scan);
+    }
+    scan.files
+        .sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+    scan.problems.sort_by(|a, b| a.file.cmp(&b.file));
+    scan
+}
+
+fn scan_channel(queue_root: &Path, channel: &str, scan: &mut Scan) {
+    let dir = queue_root.join(channel);
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        // Removed between the two listings: an empty queue.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(e) => {
+            scan.problems.push(
+                Diagnostic::error(&dir, format!("cannot read the channel folder: {e}"))
+                    .with_help(PERMISSION_HELP),
+            );
+            return;
+        }
+    };
+    for entry in entries {
+        match entry {
+            Ok(entry) => scan
+                .files
+                .extend(read_post(queue_root, channel, &entry.path())),
+            Err(e) => scan.problems.push(
+                Diagnostic::error(&dir, format!("cannot list the channel folder: {e}"))
+                    .with_help(PERMISSION_HELP),
+            ),
+        }
+    }
+}
+
+const PERMISSION_HELP: &str =
+    "make sure the daemon can read it (the queue should be readable by the `cadenced` group)";
+
+fn queue_unreadable(queue_root: &Path, e: &io::Error) -> Diagnostic {
+    if e.kind() == io::ErrorKind::NotFound {
+        Diagnostic::error(queue_root, "the queue folder does not exist").with_help(format!(
+            "create it (`mkdir -p {}`) or set `queue` in the config to the right folder",
+            queue_root.display()
+        ))
+    } else {
+        Diagnostic::error(queue_root, format!("cannot read the queue folder: {e}"))
+            .with_help(PERMISSION_HELP)
+    }
+}
+
+/// An error: files in an unknown folder would otherwise wait forever without a word
+/// (often a typo in the folder name or a channel renamed in the config).
+fn unknown_channel(path: &Path, name: &str, channels: &[&str]) -> Diagnostic {
+    let message =
+        format!("the folder `{name}` is not a configured channel, so its files are not posted");
+    let help = if channels.is_empty() {
+        format!(
+            "no channels are configured; add `[channels.{name}]` to the config, or rename the folder to `_{name}` to keep it out of the queue"
+        )
+    } else {
+        let channels_are = format!("the configured channels are {}", list(channels));
+        let lead = match diag::did_you_mean(name, channels.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`? T{}", &channels_are[1..]),
+            None => channels_are,
+        };
+        format!(
+            "{lead}; rename the folder, add `[channels.{name}]` to the config, \
+             or rename it to `_{name}` to keep it out of the queue"
+        )
+    };
+    Diagnostic::error(path, message).with_help(help)
+}
+
+fn list(channels: &[&str]) -> String {
+    if channels.is_empty() {
+        return "no channels are configured".to_string();
+    }
+    channels
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
