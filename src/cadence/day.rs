@@ -104,7 +104,10 @@ mod tests {
         let t = resolve_local(date(2027, 11, 7).at(1, 30, 0, 0), &ny);
         assert_eq!(t.to_string(), "2027-11-07T05:30:00Z"); // 01:30 EDT, not EST
         assert!(!is_repeated_wall_time(t, &ny));
-        assert!(is_repeated_wall_time(t + jiff::SignedDuration::from_hours(1), &ny));
+        assert!(is_repeated_wall_time(
+            t + jiff::SignedDuration::from_hours(1),
+            &ny
+        ));
     }
 
     #[test]
