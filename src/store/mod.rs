@@ -1,1 +1,656 @@
-//! (Being written.)
+//! The SQLite log: every decision and attempt, the source of truth for caps, gaps and
+//! uniqueness (never memory, so a restart cannot exceed a cap). WAL mode, so `cadenced log`
+//! and `sqlite3` read while the daemon writes without blocking either side.
+//!
+//! Schema versions live in [`MIGRATIONS`] and are applied in order, tracked with
+//! `PRAGMA user_version`. The `publish_log` view is the documented interface for people;
+//! its columns keep their names and meaning.
+//!
+//! Times are stored as RFC 3339 UTC text with fixed millisecond precision, so they sort
+//! as text. This module runs SQL; it takes no decisions.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::platforms::Platform;
+
+/// Every status a row of the log can have (SPEC "The log").
+pub const STATUSES: [&str; 11] = [
+    "accepted",
+    "held",
+    "deferred",
+    "sending",
+    "published",
+    "failed",
+    "unknown",
+    "retried",
+    "resolved",
+    "expired",
+    "withdrawn",
+];
+
+/// Schema versions, applied in order; index + 1 is the `user_version` after each.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE attempts (
+    id              INTEGER PRIMARY KEY,
+    channel         TEXT NOT NULL,
+    platform        TEXT NOT NULL,
+    file            TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    -- the normalized text, so uniqueness can be checked against it later
+    normalized      TEXT NOT NULL,
+    -- committed before the request goes out; the instant that counts for cap and gap
+    started         TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN
+                        ('sending', 'published', 'failed', 'unknown', 'retried', 'resolved')),
+    idempotency_key TEXT NOT NULL,
+    dry_run         INTEGER NOT NULL DEFAULT 0,
+    remote_id       TEXT,
+    remote_url      TEXT,
+    http_status     INTEGER,
+    finished        TEXT
+);
+CREATE INDEX attempts_channel_started ON attempts (channel, started);
+CREATE INDEX attempts_started ON attempts (started);
+
+CREATE TABLE events (
+    id         INTEGER PRIMARY KEY,
+    time       TEXT NOT NULL,
+    channel    TEXT NOT NULL,
+    platform   TEXT NOT NULL,
+    file       TEXT NOT NULL,
+    hash       TEXT,
+    status     TEXT NOT NULL CHECK (status IN ('accepted', 'held', 'deferred', 'sending',
+                   'published', 'failed', 'unknown', 'retried', 'resolved', 'expired',
+                   'withdrawn')),
+    detail     TEXT NOT NULL DEFAULT '',
+    attempt_id INTEGER REFERENCES attempts (id)
+);
+CREATE INDEX events_time ON events (time);
+CREATE INDEX events_file ON events (file);
+
+CREATE TABLE channels (
+    name           TEXT PRIMARY KEY,
+    last_evaluated TEXT,
+    timezone       TEXT
+);
+
+CREATE VIEW publish_log AS
+SELECT e.time, e.channel, e.platform, e.file, e.status,
+       a.remote_id, a.remote_url, e.detail
+FROM events e LEFT JOIN attempts a ON a.id = e.attempt_id
+ORDER BY e.id;
+"#];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database {path} has schema version {found}, newer than this cadenced knows ({known}); upgrade cadenced"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("could not create the folder for database {path}: {source}")]
+    Folder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database {path} holds a bad time `{value}`")]
+    BadTime { path: PathBuf, value: String },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// A new row of the log.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub time: Timestamp,
+    pub channel: &'a str,
+    pub platform: Platform,
+    pub file: &'a str,
+    pub hash: Option<&'a str>,
+    pub status: &'a str,
+    pub detail: &'a str,
+    pub attempt: Option<i64>,
+}
+
+/// A send about to happen, committed before the request goes out.
+#[derive(Debug, Clone)]
+pub struct NewAttempt<'a> {
+    pub started: Timestamp,
+    pub channel: &'a str,
+    pub platform: Platform,
+    pub file: &'a str,
+    pub hash: &'a str,
+    pub normalized: &'a str,
+    pub idempotency_key: &'a str,
+    pub dry_run: bool,
+}
+
+/// A post the log says went out (or may have), for uniqueness checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastRow {
+    pub file: String,
+    pub channel: String,
+    pub platform: String,
+    pub at: Timestamp,
+    pub normalized: String,
+}
+
+/// States of an attempt that count for cap, gap and uniqueness: an unsure outcome counts.
+const COUNTING_STATES: &str = "('sending', 'published', 'unknown', 'resolved')";
+
+pub fn format_time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Folder {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| sql(path, e))?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing database for reading only; `None` when there is none yet (a fresh
+    /// install: the plan simply has no history).
+    pub fn open_read_only(path: &Path) -> Result<Option<Store>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sql(path, e))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| sql(path, e))?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        let version = store.user_version()?;
+        if version > MIGRATIONS.len() as i64 {
+            return Err(StoreError::TooNew {
+                path: path.to_path_buf(),
+                found: version,
+                known: MIGRATIONS.len() as i64,
+            });
+        }
+        if version < MIGRATIONS.len() as i64 {
+            // Written by an older cadenced and not migrated yet: nothing we can read safely.
+            return Ok(None);
+        }
+        Ok(Some(store))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn configure(&self) -> Result<()> {
+        self.conn
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| self.err(e))
+    }
+
+    fn user_version(&self) -> Result<i64> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version = self.user_version()?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known,
+            });
+        }
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
+            tx.execute_batch(migration)
+                .map_err(|e| sql(&self.path, e))?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)
+                .map_err(|e| sql(&self.path, e))?;
+            tx.commit().map_err(|e| sql(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        sql(&self.path, e)
+    }
+
+    fn time(&self, value: String) -> Result<Timestamp> {
+        value.parse().map_err(|_| StoreError::BadTime {
+            path: self.path.clone(),
+            value,
+        })
+    }
+
+    pub fn log_event(&self, ev: &NewEvent<'_>) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO events (time, channel, platform, file, hash, status, detail, attempt_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    format_time(ev.time),
+                    ev.channel,
+                    ev.platform.name(),
+                    ev.file,
+                    ev.hash,
+                    ev.status,
+                    ev.detail,
+                    ev.attempt
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Commits an attempt in state `sending` (and its `sending` row) before any request.
+    pub fn begin_attempt(&mut self, a: &NewAttempt<'_>) -> Result<i64> {
+        let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
+        tx.execute(
+            "INSERT INTO attempts (channel, platform, file, hash, normalized, started, state,
+                                   idempotency_key, dry_run)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'sending', ?7, ?8)",
+            params![
+                a.channel,
+                a.platform.name(),
+                a.file,
+                a.hash,
+                a.normalized,
+                format_time(a.started),
+                a.idempotency_key,
+                a.dry_run
+            ],
+        )
+        .map_err(|e| sql(&self.path, e))?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO events (time, channel, platform, file, hash, status, detail, attempt_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'sending', '', ?6)",
+            params![
+                format_time(a.started),
+                a.channel,
+                a.platform.name(),
+                a.file,
+                a.hash,
+                id
+            ],
+        )
+        .map_err(|e| sql(&self.path, e))?;
+        tx.commit().map_err(|e| sql(&self.path, e))?;
+        Ok(id)
+    }
+
+    /// Records an attempt's outcome and its log row together.
+    pub fn finish_attempt(
+        &mut self,
+        id: i64,
+        at: Timestamp,
+        state: &str,
+        remote_id: Option<&str>,
+        remote_url: Option<&str>,
+        detail: &str,
+    ) -> Result<()> {
+        let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
+        tx.execute(
+            "UPDATE attempts SET state = ?2, remote_id = ?3, remote_url = ?4, finished = ?5
+             WHERE id = ?1",
+            params![id, state, remote_id, remote_url, format_time(at)],
+        )
+        .map_err(|e| sql(&self.path, e))?;
+        tx.execute(
+            "INSERT INTO events (time, channel, platform, file, hash, status, detail, attempt_id)
+             SELECT ?2, channel, platform, file, hash, ?3, ?4, id FROM attempts WHERE id = ?1",
+            params![id, format_time(at), state, detail],
+        )
+        .map_err(|e| sql(&self.path, e))?;
+        tx.commit().map_err(|e| sql(&self.path, e))
+    }
+
+    /// Instants of the channel's posts that count for the cap and the gap since `since`.
+    /// Dry-run posts count only while the channel is still in dry-run mode.
+    pub fn history(
+        &self,
+        channel: &str,
+        since: Timestamp,
+        dry_run: bool,
+    ) -> Result<Vec<Timestamp>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT started FROM attempts
+                 WHERE channel = ?1 AND started >= ?2 AND state IN {COUNTING_STATES}
+                   AND (dry_run = 0 OR ?3)
+                 ORDER BY started"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![channel, format_time(since), dry_run], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(self.time(row.map_err(|e| self.err(e))?)?);
+        }
+        Ok(out)
+    }
+
+    /// Posts that went out (or may have) since `since`, with their normalized text.
+    /// `dry_run_channels` names the channels whose dry-run posts still count.
+    pub fn past_posts(&self, since: Timestamp, dry_run_channels: &[&str]) -> Result<Vec<PastRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT file, channel, platform, started, normalized, dry_run FROM attempts
+                 WHERE started >= ?1 AND state IN {COUNTING_STATES} ORDER BY started"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![format_time(since)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, bool>(5)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (file, channel, platform, at, normalized, dry) = row.map_err(|e| self.err(e))?;
+            if dry && !dry_run_channels.contains(&channel.as_str()) {
+                continue;
+            }
+            out.push(PastRow {
+                file,
+                channel,
+                platform,
+                at: self.time(at)?,
+                normalized,
+            });
+        }
+        Ok(out)
+    }
+
+    /// When the log first saw each file (any version): the SPEC's "first" between pending
+    /// posts.
+    pub fn first_seen(&self) -> Result<HashMap<String, Timestamp>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT file, MIN(time) FROM events WHERE status IN ('accepted', 'held')
+                 GROUP BY file",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = HashMap::new();
+        for row in rows {
+            let (file, time) = row.map_err(|e| self.err(e))?;
+            out.insert(file, self.time(time)?);
+        }
+        Ok(out)
+    }
+
+    pub fn last_evaluated(&self, channel: &str) -> Result<Option<Timestamp>> {
+        let value: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT last_evaluated FROM channels WHERE name = ?1",
+                [channel],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        value.flatten().map(|v| self.time(v)).transpose()
+    }
+
+    pub fn set_last_evaluated(&self, channel: &str, at: Timestamp, timezone: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO channels (name, last_evaluated, timezone) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET last_evaluated = ?2, timezone = ?3",
+                params![channel, format_time(at), timezone],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+fn sql(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn attempt<'a>(file: &'a str, started: &str, dry_run: bool) -> NewAttempt<'a> {
+        NewAttempt {
+            started: t(started),
+            channel: "shop-x",
+            platform: Platform::X,
+            file,
+            hash: "abc",
+            normalized: "black friday",
+            idempotency_key: "k1",
+            dry_run,
+        }
+    }
+
+    #[test]
+    fn times_sort_as_text() {
+        assert_eq!(
+            format_time(t("2026-11-22T10:00:00Z")),
+            "2026-11-22T10:00:00.000Z"
+        );
+        assert!(format_time(t("2026-11-22T10:00:00.5Z")) > format_time(t("2026-11-22T10:00:00Z")));
+    }
+
+    #[test]
+    fn migrations_apply_once_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/cadenced.sqlite");
+        drop(Store::open(&path).unwrap());
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.user_version().unwrap(), MIGRATIONS.len() as i64);
+        let mode: String = store
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn unsure_attempts_count_and_failed_ones_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let a = store
+            .begin_attempt(&attempt("shop-x/a.md", "2026-11-22T09:00:00Z", false))
+            .unwrap();
+        let b = store
+            .begin_attempt(&attempt("shop-x/b.md", "2026-11-22T12:00:00Z", false))
+            .unwrap();
+        store
+            .begin_attempt(&attempt("shop-x/c.md", "2026-11-22T15:00:00Z", false))
+            .unwrap();
+        store
+            .finish_attempt(
+                a,
+                t("2026-11-22T09:00:01Z"),
+                "published",
+                Some("1"),
+                None,
+                "",
+            )
+            .unwrap();
+        store
+            .finish_attempt(b, t("2026-11-22T12:00:01Z"), "failed", None, None, "401")
+            .unwrap();
+        let hist = store
+            .history("shop-x", t("2026-11-01T00:00:00Z"), false)
+            .unwrap();
+        assert_eq!(
+            hist,
+            vec![t("2026-11-22T09:00:00Z"), t("2026-11-22T15:00:00Z")]
+        );
+        let past = store.past_posts(t("2026-11-01T00:00:00Z"), &[]).unwrap();
+        assert_eq!(past.len(), 2);
+        assert_eq!(past[0].normalized, "black friday");
+    }
+
+    #[test]
+    fn dry_runs_count_only_while_the_channel_stays_dry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        store
+            .begin_attempt(&attempt("shop-x/a.md", "2026-11-22T09:00:00Z", true))
+            .unwrap();
+        let since = t("2026-11-01T00:00:00Z");
+        assert_eq!(store.history("shop-x", since, true).unwrap().len(), 1);
+        assert!(store.history("shop-x", since, false).unwrap().is_empty());
+        assert_eq!(store.past_posts(since, &["shop-x"]).unwrap().len(), 1);
+        assert!(store.past_posts(since, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn publish_log_view_has_the_documented_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let id = store
+            .begin_attempt(&attempt("shop-x/a.md", "2026-11-22T09:00:00Z", false))
+            .unwrap();
+        store
+            .finish_attempt(
+                id,
+                t("2026-11-22T09:00:01Z"),
+                "published",
+                Some("42"),
+                Some("https://x.com/s/42"),
+                "",
+            )
+            .unwrap();
+        let stmt = store.conn.prepare("SELECT * FROM publish_log").unwrap();
+        let cols: Vec<&str> = stmt.column_names().collect();
+        assert_eq!(
+            cols,
+            [
+                "time",
+                "channel",
+                "platform",
+                "file",
+                "status",
+                "remote_id",
+                "remote_url",
+                "detail"
+            ]
+        );
+        let last: (String, Option<String>) = store
+            .conn
+            .query_row(
+                "SELECT status, remote_url FROM publish_log ORDER BY time DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            last,
+            (
+                "published".to_string(),
+                Some("https://x.com/s/42".to_string())
+            )
+        );
+    }
+
+    #[test]
+    fn first_seen_and_last_evaluated_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        for (time, status) in [
+            ("2026-11-20T10:00:00Z", "accepted"),
+            ("2026-11-21T10:00:00Z", "held"),
+        ] {
+            store
+                .log_event(&NewEvent {
+                    time: t(time),
+                    channel: "shop-x",
+                    platform: Platform::X,
+                    file: "shop-x/a.md",
+                    hash: Some("h"),
+                    status,
+                    detail: "",
+                    attempt: None,
+                })
+                .unwrap();
+        }
+        assert_eq!(
+            store.first_seen().unwrap()["shop-x/a.md"],
+            t("2026-11-20T10:00:00Z")
+        );
+        assert_eq!(store.last_evaluated("shop-x").unwrap(), None);
+        store
+            .set_last_evaluated("shop-x", t("2026-11-22T09:00:00Z"), "Europe/Madrid")
+            .unwrap();
+        assert_eq!(
+            store.last_evaluated("shop-x").unwrap(),
+            Some(t("2026-11-22T09:00:00Z"))
+        );
+    }
+}
