@@ -10,4 +10,5 @@ pub mod diag; // compiler-style diagnostics naming the file, the line and the fi
 pub mod platforms; // platform enum, per-platform text and media rules
 pub mod post; // the post file format: pure parsing from bytes
 pub mod queue; // scanning the queue folder: ignore rules, safe reads, media confinement
+pub mod review; // each queued file's verdict (ready, invalid, held, expired): shared by check, plan, daemon
 pub mod store; // the SQLite log: schema, migrations, queries

@@ -1,1 +1,10 @@
-fn main() {}
+//! The `cadenced` binary: parse the command line, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cadenced::cli::Cli::parse();
+    cadenced::cli::run(cli, &cadenced::clock::SystemClock)
+}

@@ -1,1 +1,140 @@
-//! (Being written.)
+//! The command line: one file per subcommand; rendering for people and `--json` lives with
+//! each command. Exit codes (SPEC): 0 ok, 1 problems found, 2 usage or config error.
+
+pub mod check;
+pub mod plan;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use jiff::Timestamp;
+
+use crate::clock::Clock;
+use crate::config::{self, Loaded};
+use crate::diag::Diagnostic;
+use crate::queue;
+use crate::review::{self, LogView, Review};
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cadenced",
+    version,
+    about = "Keeps social accounts on a steady, human cadence: 1–2 unique posts a day per network, a different text for each platform.",
+    after_help = "Config: --config PATH, else $CADENCED_CONFIG, else ./config/cadenced.toml, else /etc/cadenced/cadenced.toml.\nExit codes: 0 ok, 1 problems found, 2 usage or config error."
+)]
+pub struct Cli {
+    /// The config file (also accepted after the subcommand).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config and every queued file.
+    #[command(
+        after_help = "Example:\n  cadenced check --config config/cadenced.toml\n\nExit codes: 0 all good (warnings allowed), 1 an invalid or held file or a failed check, 2 config error."
+    )]
+    Check(check::Args),
+    /// Show the projected timetable: which file goes out where and when, and why held files wait.
+    #[command(
+        after_help = "Examples:\n  cadenced plan\n  cadenced plan --from 2027-03-13T00:00:00-05:00 --days 3 --json"
+    )]
+    Plan(plan::Args),
+}
+
+/// Runs the command line with the given clock; returns the process exit code.
+pub fn run(cli: Cli, clock: &dyn Clock) -> ExitCode {
+    let out = Output::detect();
+    match cli.command {
+        Command::Check(args) => check::run(cli.config.as_deref(), args, clock, &out),
+        Command::Plan(args) => plan::run(cli.config.as_deref(), args, clock, &out),
+    }
+}
+
+/// How to write for this terminal.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub color: bool,
+    /// Shown paths are relative to this folder where possible.
+    pub cwd: PathBuf,
+}
+
+impl Output {
+    pub fn detect() -> Output {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Output {
+            color: !no_color && std::io::stdout().is_terminal(),
+            cwd: std::env::current_dir().unwrap_or_default(),
+        }
+    }
+
+    pub fn show(&self, d: &Diagnostic) -> String {
+        d.clone().relative_to(&self.cwd).render(self.color)
+    }
+
+    pub fn path(&self, p: &Path) -> String {
+        p.strip_prefix(&self.cwd).unwrap_or(p).display().to_string()
+    }
+}
+
+pub const EXIT_PROBLEMS: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+
+/// The config, loaded; on failure the diagnostics are printed and the exit code returned.
+pub fn load_config(explicit: Option<&Path>, out: &Output) -> Result<Loaded, ExitCode> {
+    let env = std::env::var_os("CADENCED_CONFIG");
+    let path = match config::locate(explicit, env.as_deref(), &out.cwd) {
+        Ok(p) => p,
+        Err(d) => {
+            eprintln!("{}", out.show(&d));
+            return Err(ExitCode::from(EXIT_CONFIG));
+        }
+    };
+    config::load(&path).map_err(|diags| {
+        for d in &diags {
+            eprintln!("{}", out.show(d));
+        }
+        eprintln!(
+            "{}: {} error{} in the config; nothing was checked further",
+            out.path(&path),
+            diags.len(),
+            if diags.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// The queue and the log, judged at `now`. A log that cannot be read is reported and
+/// treated as empty: the verdicts then lack history, which the warning says.
+pub fn review_queue(loaded: &Loaded, now: Timestamp) -> (Review, LogView, Vec<Diagnostic>) {
+    let config = &loaded.config;
+    let mut notes = Vec::new();
+    let log = match Store::open_read_only(&config.database) {
+        Ok(Some(store)) => match LogView::load(&store, config, now) {
+            Ok(view) => view,
+            Err(e) => {
+                notes.push(unreadable_log(&config.database, &e.to_string()));
+                LogView::default()
+            }
+        },
+        Ok(None) => LogView::default(),
+        Err(e) => {
+            notes.push(unreadable_log(&config.database, &e.to_string()));
+            LogView::default()
+        }
+    };
+    let names: Vec<&str> = config.channels.iter().map(|c| c.name.as_str()).collect();
+    let scan = queue::scan(&config.queue, &names);
+    (review::review(config, scan, &log, now), log, notes)
+}
+
+fn unreadable_log(path: &Path, why: &str) -> Diagnostic {
+    Diagnostic::warning(path, format!("could not read the publish log: {why}"))
+        .with_help("caps, gaps and uniqueness are judged without history; check the file's permissions (staff need the `cadenced` group)")
+}

@@ -1,0 +1,280 @@
+//! Everything known about the queue at one moment: each file's verdict (ready, invalid,
+//! held, expired) from the config, the scanned queue and the log's history. `check`, `plan`
+//! and the daemon all judge files here, so they cannot disagree. Pure apart from
+//! [`LogView::load`], which reads the log.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::cadence::holds::{self, Candidate, ChannelView, PastPost};
+use crate::cadence::policy::Pending;
+use crate::cadence::similarity::Fingerprint;
+use crate::cadence::simulate::SimChannel;
+use crate::config::{Channel, Config};
+use crate::diag::{Diagnostic, did_you_mean};
+use crate::platforms::{MediaInfo, Platform, PostView};
+use crate::queue::{Accepted, QueuedFile, Scan};
+use crate::store::{self, Store};
+
+/// What the log says, as far as judging the queue needs it.
+#[derive(Debug, Clone, Default)]
+pub struct LogView {
+    /// Per channel: instants that count for cap and gap.
+    pub history: HashMap<String, Vec<Timestamp>>,
+    pub past: Vec<store::PastRow>,
+    pub first_seen: HashMap<String, Timestamp>,
+    pub last_evaluated: HashMap<String, Timestamp>,
+}
+
+impl LogView {
+    /// Reads what the config's channels need from the log, back as far as any window goes.
+    pub fn load(store: &Store, config: &Config, now: Timestamp) -> store::Result<LogView> {
+        let longest = config
+            .channels
+            .iter()
+            .map(|c| c.rules.unique_window)
+            .max()
+            .unwrap_or_default()
+            .max(SignedDuration::from_hours(48));
+        let since = now - longest;
+        let dry: Vec<&str> = config
+            .channels
+            .iter()
+            .filter(|c| c.dry_run)
+            .map(|c| c.name.as_str())
+            .collect();
+        let mut view = LogView {
+            past: store.past_posts(since, &dry)?,
+            first_seen: store.first_seen()?,
+            ..LogView::default()
+        };
+        for ch in &config.channels {
+            // Two days back is enough for any local day's cap and any gap below 24 h.
+            let from = now - SignedDuration::from_hours(48).max(ch.rules.min_gap);
+            view.history
+                .insert(ch.name.clone(), store.history(&ch.name, from, ch.dry_run)?);
+            if let Some(t) = store.last_evaluated(&ch.name)? {
+                view.last_evaluated.insert(ch.name.clone(), t);
+            }
+        }
+        Ok(view)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Waiting for its time.
+    Ready(Pending),
+    /// Cannot be read or parsed.
+    Invalid(Diagnostic),
+    /// Breaks rule 5, 6 or 7; stays in the queue until fixed.
+    Held(Diagnostic),
+    /// Past its `expires`.
+    Expired(Timestamp),
+}
+
+#[derive(Debug, Clone)]
+pub struct FileReview {
+    pub id: String,
+    pub channel: String,
+    pub path: PathBuf,
+    pub hash: String,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Default)]
+pub struct Review {
+    /// In id order.
+    pub files: Vec<FileReview>,
+    /// Problems not about one file (unknown folders...).
+    pub problems: Vec<Diagnostic>,
+}
+
+impl Review {
+    /// The simulation input: each channel's rules, history and ready posts.
+    pub fn sim_channels(&self, config: &Config, log: &LogView) -> Vec<SimChannel> {
+        config
+            .channels
+            .iter()
+            .map(|ch| SimChannel {
+                name: ch.name.clone(),
+                rules: ch.rules.clone(),
+                history: log.history.get(&ch.name).cloned().unwrap_or_default(),
+                pending: self
+                    .files
+                    .iter()
+                    .filter(|f| f.channel == ch.name)
+                    .filter_map(|f| match &f.verdict {
+                        Verdict::Ready(p) => Some(p.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+                last_evaluated: log.last_evaluated.get(&ch.name).copied(),
+            })
+            .collect()
+    }
+}
+
+/// Judges every scanned file at `now`.
+pub fn review(config: &Config, scan: Scan, log: &LogView, now: Timestamp) -> Review {
+    let channel_index: HashMap<&str, usize> = config
+        .channels
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect();
+    let mut out = Review {
+        files: Vec::with_capacity(scan.files.len()),
+        problems: scan.problems,
+    };
+    let mut candidates = Vec::new();
+    for file in scan.files {
+        let Some(&ci) = channel_index.get(file.channel.as_str()) else {
+            continue; // the scan reports unknown channel folders itself
+        };
+        let channel = &config.channels[ci];
+        let verdict = judge(channel, &file, now);
+        if let (Verdict::Ready(_), Ok(accepted)) = (&verdict, &file.content) {
+            candidates.push(Candidate {
+                id: file.id.clone(),
+                channel: ci,
+                fingerprint: Fingerprint::of_text(&accepted.post.body),
+                first_seen: log.first_seen.get(&file.id).copied(),
+                modified: file.modified,
+            });
+        }
+        out.files.push(FileReview {
+            id: file.id,
+            channel: file.channel,
+            path: file.path,
+            hash: file.hash,
+            verdict,
+        });
+    }
+
+    let views: Vec<ChannelView> = config.channels.iter().map(channel_view).collect();
+    let past: Vec<PastPost> = log
+        .past
+        .iter()
+        .filter_map(|row| {
+            Some(PastPost {
+                id: row.file.clone(),
+                channel: row.channel.clone(),
+                platform: Platform::parse(&row.platform)?,
+                at: row.at,
+                fingerprint: Fingerprint::of_normalized(&row.normalized),
+            })
+        })
+        .collect();
+    let holds = holds::find_holds(&views, &candidates, &past, now);
+    for f in &mut out.files {
+        if let Some(reason) = holds.get(&f.id) {
+            let platform = config.channels[channel_index[f.channel.as_str()]].platform;
+            let (message, help) = reason.describe(platform);
+            f.verdict = Verdict::Held(
+                Diagnostic::error(&f.path, format!("held: {message}")).with_help(help),
+            );
+        }
+    }
+    out
+}
+
+fn channel_view(ch: &Channel) -> ChannelView {
+    ChannelView {
+        name: ch.name.clone(),
+        platform: ch.platform,
+        variation: ch.variation,
+        similarity: ch.rules.similarity,
+        unique_window: ch.rules.unique_window,
+    }
+}
+
+/// Rule 7 and the file's own readability, for one file.
+fn judge(channel: &Channel, file: &QueuedFile, now: Timestamp) -> Verdict {
+    let accepted = match &file.content {
+        Ok(a) => a,
+        Err(d) => return Verdict::Invalid(d.clone()),
+    };
+    let tz = &channel.rules.timezone;
+    let front = &accepted.post.front;
+    let pending = Pending {
+        id: file.id.clone(),
+        priority: front.priority,
+        at: front.at.map(|t| t.resolve(tz)),
+        expires: front.expires.map(|t| t.resolve(tz)),
+    };
+    if let Some(problem) = platform_problem(channel, file, accepted) {
+        return Verdict::Held(problem);
+    }
+    match pending.expires {
+        Some(e) if e <= now => Verdict::Expired(e),
+        _ => Verdict::Ready(pending),
+    }
+}
+
+fn platform_problem(
+    channel: &Channel,
+    file: &QueuedFile,
+    accepted: &Accepted,
+) -> Option<Diagnostic> {
+    let platform = channel.platform;
+    let front = &accepted.post.front;
+    if platform.checks_fields() {
+        let allowed = platform.fields();
+        if let Some(key) = front
+            .platform
+            .keys()
+            .find(|k| !allowed.contains(&k.as_str()))
+        {
+            let hint = match did_you_mean(key, allowed.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? "),
+                None => String::new(),
+            };
+            let known = if allowed.is_empty() {
+                "none".to_string()
+            } else {
+                allowed.join(", ")
+            };
+            return Some(
+                Diagnostic::error(
+                    &file.path,
+                    format!("held: `[platform]` key `{key}` is not a {platform} field"),
+                )
+                .with_help(format!("{hint}{platform} takes: {known}")),
+            );
+        }
+    }
+    let media: Vec<MediaInfo> = accepted
+        .media
+        .iter()
+        .map(|m| MediaInfo {
+            path: m.rel.clone(),
+            alt: m.alt.clone(),
+            bytes: m.bytes,
+        })
+        .collect();
+    let view = PostView {
+        text: &accepted.post.body,
+        media: &media,
+        link: front.link.as_deref(),
+        fields: &front.platform,
+    };
+    let violations = platform.validate(&channel.limits(), &view);
+    let first = violations.first()?;
+    let mut message = format!("held: {}", first.message);
+    if violations.len() > 1 {
+        message.push_str(&format!(" (and {} more problems)", violations.len() - 1));
+    }
+    let help = violations
+        .iter()
+        .map(|v| v.help.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(
+        Diagnostic::error(&file.path, message)
+            .at_line(accepted.post.body_line)
+            .with_help(help),
+    )
+}
