@@ -138,7 +138,9 @@ impl Diagnostic {
         };
         let mut report = vec![group];
         if let Some(help) = &self.help {
-            report.push(Group::with_title(Level::HELP.secondary_title(help.as_str())));
+            report.push(Group::with_title(
+                Level::HELP.secondary_title(help.as_str()),
+            ));
         }
         let renderer = if color {
             Renderer::styled()
@@ -191,7 +193,10 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 }
 
 /// The closest of `candidates` to `word`, if close enough to be a plausible typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let best = candidates
         .into_iter()
         .map(|c| (edit_distance(word, c), c))
@@ -222,7 +227,8 @@ mod tests {
     #[test]
     fn span_gives_line_column_and_snippet() {
         let text = "+++\nprority = 1\n+++\nhello";
-        let d = Diagnostic::error("queue/x/a.md", "unknown key `prority`").at_first(text, "prority");
+        let d =
+            Diagnostic::error("queue/x/a.md", "unknown key `prority`").at_first(text, "prority");
         assert_eq!(d.line, Some(2));
         assert_eq!(d.column, Some(1));
         assert_eq!(d.location(), "queue/x/a.md:2:1");
