@@ -5,6 +5,7 @@
 //! Adding a platform: a variant in [`Platform`], its name in [`Platform::name`], a file with
 //! its `validate` and `FIELDS`, and its config keys in `config`. The compiler lists the rest.
 
+pub mod adapter;
 pub mod bluesky;
 pub mod mastodon;
 pub mod text;
