@@ -38,3 +38,12 @@ impl Clock for FixedClock {
         *self.0.lock().expect("clock lock")
     }
 }
+
+/// Whether a file modified at `modified` changed less than `within` ago. File times are
+/// real time, so this compares with the real clock, not the injected scheduling clock:
+/// a test that drives the schedule through 2027 still writes its files today.
+#[allow(clippy::disallowed_methods)] // see above: file times live on the real clock
+pub fn modified_within(modified: Timestamp, within: std::time::Duration) -> bool {
+    let age = Timestamp::now().duration_since(modified);
+    age < jiff::SignedDuration::try_from(within).unwrap_or(jiff::SignedDuration::MAX)
+}

@@ -10,7 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::cadence::holds::{self, Candidate, ChannelView, PastPost};
 use crate::cadence::policy::Pending;
-use crate::cadence::similarity::Fingerprint;
+use crate::cadence::similarity::{Fingerprint, comparable};
 use crate::cadence::simulate::SimChannel;
 use crate::config::{Channel, Config};
 use crate::diag::{Diagnostic, did_you_mean};
@@ -26,6 +26,8 @@ pub struct LogView {
     pub past: Vec<store::PastRow>,
     pub first_seen: HashMap<String, Timestamp>,
     pub last_evaluated: HashMap<String, Timestamp>,
+    /// Files whose latest attempt has an unsure outcome (`sending`, `unknown`).
+    pub unsure: HashMap<String, String>,
 }
 
 impl LogView {
@@ -48,6 +50,7 @@ impl LogView {
         let mut view = LogView {
             past: store.past_posts(since, &dry)?,
             first_seen: store.first_seen()?,
+            unsure: store.unsure_files()?,
             ..LogView::default()
         };
         for ch in &config.channels {
@@ -135,12 +138,24 @@ pub fn review(config: &Config, scan: Scan, log: &LogView, now: Timestamp) -> Rev
             continue; // the scan reports unknown channel folders itself
         };
         let channel = &config.channels[ci];
-        let verdict = judge(channel, &file, now);
-        if let (Verdict::Ready(_), Ok(accepted)) = (&verdict, &file.content) {
+        let verdict = match log.unsure.get(&file.id) {
+            Some(state) => Verdict::Held(unsure(&file, state)),
+            None => judge(channel, &file, now),
+        };
+        let fingerprint = file
+            .content
+            .as_ref()
+            .ok()
+            .map(|a| Fingerprint::of_normalized(&comparable(&a.post.body)));
+        // A post without text (media only) is not a duplicate of every other such post.
+        let comparable = fingerprint
+            .as_ref()
+            .is_some_and(|f| !f.normalized().is_empty());
+        if let (Verdict::Ready(_), Some(fingerprint), true) = (&verdict, fingerprint, comparable) {
             candidates.push(Candidate {
                 id: file.id.clone(),
                 channel: ci,
-                fingerprint: Fingerprint::of_text(&accepted.post.body),
+                fingerprint,
                 first_seen: log.first_seen.get(&file.id).copied(),
                 modified: file.modified,
             });
@@ -179,6 +194,20 @@ pub fn review(config: &Config, scan: Scan, log: &LogView, now: Timestamp) -> Rev
         }
     }
     out
+}
+
+/// A file whose last attempt may or may not have gone out waits for the user: at most once
+/// where exactly once is impossible.
+fn unsure(file: &QueuedFile, state: &str) -> Diagnostic {
+    let what = if state == "sending" {
+        "an attempt to publish it was interrupted and has not been reconciled yet"
+    } else {
+        "the outcome of the last attempt to publish it is unknown: it may have gone out"
+    };
+    Diagnostic::error(&file.path, format!("held: {what}")).with_help(format!(
+        "look at the channel; if it was not posted run `cadenced retry {}`, if it was run `cadenced resolve {} --posted URL`",
+        file.id, file.id
+    ))
 }
 
 fn channel_view(ch: &Channel) -> ChannelView {

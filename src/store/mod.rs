@@ -9,6 +9,10 @@
 //! Times are stored as RFC 3339 UTC text with fixed millisecond precision, so they sort
 //! as text. This module runs SQL; it takes no decisions.
 
+mod attempts;
+
+pub use attempts::AttemptRow;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -654,3 +658,7 @@ mod tests {
         );
     }
 }
+
+// Reading the log for people and the person's answers (retry, resolve).
+mod queries;
+pub use queries::{Answered, AttemptSummary, LogQuery, LogRow, PostCounts};

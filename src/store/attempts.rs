@@ -1,0 +1,278 @@
+//! The daemon's questions to the log: which attempts are unfinished, which file versions were
+//! already logged, which files were pending (to notice withdrawals), and the watchdog's
+//! round trip.
+
+use std::collections::{HashMap, HashSet};
+
+use jiff::Timestamp;
+use rusqlite::{OptionalExtension, params};
+
+use super::{Result, Store, format_time};
+
+/// An attempt as the daemon needs it to reconcile or resend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub channel: String,
+    pub platform: String,
+    pub file: String,
+    pub hash: String,
+    pub normalized: String,
+    pub started: Timestamp,
+    pub state: String,
+    pub idempotency_key: String,
+    pub dry_run: bool,
+}
+
+/// Statuses after which a file version is no longer pending.
+const TERMINAL: &str = "('published', 'failed', 'expired', 'withdrawn', 'resolved')";
+
+impl Store {
+    /// A cheap query that proves the database answers (for the systemd watchdog).
+    pub fn ping(&self) -> Result<()> {
+        self.conn
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(|e| self.err(e))
+    }
+
+    fn attempts_where(
+        &self,
+        clause: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<AttemptRow>> {
+        let sql = format!(
+            "SELECT id, channel, platform, file, hash, normalized, started, state,
+                    idempotency_key, dry_run
+             FROM attempts WHERE {clause} ORDER BY id"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(args, |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, String>(8)?,
+                    r.get::<_, bool>(9)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, channel, platform, file, hash, normalized, started, state, key, dry_run) =
+                row.map_err(|e| self.err(e))?;
+            out.push(AttemptRow {
+                id,
+                channel,
+                platform,
+                file,
+                hash,
+                normalized,
+                started: self.time(started)?,
+                state,
+                idempotency_key: key,
+                dry_run,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Attempts left in `sending` (a crash or kill mid-request): reconcile these at start-up.
+    pub fn sending_attempts(&self) -> Result<Vec<AttemptRow>> {
+        self.attempts_where("state = 'sending'", &[])
+    }
+
+    /// Files whose latest attempt has an unsure outcome: they must not be sent again on
+    /// their own. Maps the file to the state.
+    pub fn unsure_files(&self) -> Result<HashMap<String, String>> {
+        let rows = self.attempts_where(
+            "id IN (SELECT MAX(id) FROM attempts GROUP BY file)
+             AND state IN ('sending', 'unknown')",
+            &[],
+        )?;
+        Ok(rows.into_iter().map(|a| (a.file, a.state)).collect())
+    }
+
+    /// How many attempts a file has had: part of each new idempotency key, so a `retry`
+    /// after an unknown outcome never reuses the old key.
+    pub fn attempt_count(&self, file: &str) -> Result<i64> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM attempts WHERE file = ?1",
+                [file],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Whether this version of the file was already logged `accepted` or `held` (each
+    /// version is logged once) since its last terminal event.
+    pub fn version_logged(&self, file: &str, hash: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT status FROM events
+                     WHERE file = ?1 AND hash = ?2 AND status IN ('accepted', 'held')
+                       AND id > COALESCE((SELECT MAX(id) FROM events
+                                          WHERE file = ?1 AND status IN {TERMINAL}), 0)
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                params![file, hash],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Files the log last saw as pending (accepted or held, with nothing final after):
+    /// a file among these that is gone from the queue was withdrawn.
+    pub fn pending_files(&self) -> Result<HashSet<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT file FROM events e
+                 WHERE status IN ('accepted', 'held')
+                   AND NOT EXISTS (SELECT 1 FROM events t WHERE t.file = e.file AND t.id > e.id
+                                   AND t.status IN {TERMINAL})
+                 GROUP BY file"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<HashSet<_>, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The latest `deferred` detail logged for a file version, to log a deferral only when
+    /// the reason changes.
+    pub fn last_deferral(&self, file: &str, hash: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT detail FROM events WHERE file = ?1 AND hash = ?2 AND status = 'deferred'
+                 ORDER BY id DESC LIMIT 1",
+                params![file, hash],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Logs a resend of an attempt (a `sending` row pointing at the same attempt).
+    pub fn log_resend(&self, attempt: i64, at: Timestamp, detail: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO events (time, channel, platform, file, hash, status, detail, attempt_id)
+                 SELECT ?2, channel, platform, file, hash, 'sending', ?3, id
+                 FROM attempts WHERE id = ?1",
+                params![attempt, format_time(at), detail],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Files whose latest attempt finished (`published`, `resolved` or `failed`), with that
+    /// state and the version sent: a crash between the outcome and the file move leaves such
+    /// a file in the queue, and the daemon finishes the move.
+    pub fn finished_versions(&self) -> Result<HashMap<String, (String, String)>> {
+        let rows = self.attempts_where(
+            "id IN (SELECT MAX(id) FROM attempts GROUP BY file)
+             AND state IN ('published', 'resolved', 'failed')",
+            &[],
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(|a| (a.file, (a.state, a.hash)))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{NewAttempt, NewEvent};
+    use super::*;
+    use crate::platforms::Platform;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn event(store: &Store, file: &str, hash: &str, status: &str) {
+        store
+            .log_event(&NewEvent {
+                time: t("2026-11-22T10:00:00Z"),
+                channel: "c",
+                platform: Platform::Outbox,
+                file,
+                hash: Some(hash),
+                status,
+                detail: "",
+                attempt: None,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn versions_are_logged_once_until_something_final_happens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        assert_eq!(store.version_logged("c/a.md", "h1").unwrap(), None);
+        event(&store, "c/a.md", "h1", "accepted");
+        assert_eq!(
+            store.version_logged("c/a.md", "h1").unwrap().as_deref(),
+            Some("accepted")
+        );
+        assert_eq!(store.version_logged("c/a.md", "h2").unwrap(), None);
+        assert!(store.pending_files().unwrap().contains("c/a.md"));
+        event(&store, "c/a.md", "h1", "withdrawn");
+        assert_eq!(
+            store.version_logged("c/a.md", "h1").unwrap(),
+            None,
+            "a file put back is new again"
+        );
+        assert!(store.pending_files().unwrap().is_empty());
+    }
+
+    #[test]
+    fn unsure_files_follow_the_latest_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db")).unwrap();
+        let a = NewAttempt {
+            started: t("2026-11-22T10:00:00Z"),
+            channel: "c",
+            platform: Platform::Outbox,
+            file: "c/a.md",
+            hash: "h",
+            normalized: "a",
+            idempotency_key: "k",
+            dry_run: false,
+        };
+        let id = store.begin_attempt(&a).unwrap();
+        assert_eq!(store.sending_attempts().unwrap().len(), 1);
+        assert_eq!(store.unsure_files().unwrap()["c/a.md"], "sending");
+        store
+            .finish_attempt(
+                id,
+                t("2026-11-22T10:01:00Z"),
+                "unknown",
+                None,
+                None,
+                "timeout",
+            )
+            .unwrap();
+        assert_eq!(store.unsure_files().unwrap()["c/a.md"], "unknown");
+        store
+            .finish_attempt(id, t("2026-11-22T10:02:00Z"), "retried", None, None, "")
+            .unwrap();
+        assert!(store.unsure_files().unwrap().is_empty());
+        assert_eq!(store.attempt_count("c/a.md").unwrap(), 1);
+        store.ping().unwrap();
+    }
+}
