@@ -1,8 +1,12 @@
 //! The command line: one file per subcommand; rendering for people and `--json` lives with
 //! each command. Exit codes (SPEC): 0 ok, 1 problems found, 2 usage or config error.
 
+pub mod answer;
 pub mod check;
+pub mod log;
 pub mod plan;
+pub mod report;
+pub mod status;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -46,6 +50,27 @@ pub enum Command {
         after_help = "Examples:\n  cadenced plan\n  cadenced plan --from 2027-03-13T00:00:00-05:00 --days 3 --json"
     )]
     Plan(plan::Args),
+    /// Show the publish log: every decision and attempt, newest last.
+    #[command(
+        after_help = "Examples:\n  cadenced log --since 7d\n  cadenced log --channel shop-x --status failed,unknown --limit 20\n  cadenced log --follow\n  cadenced log --json | jq -r 'select(.status == \"published\") | .remote_url'\n\nStatuses: accepted, held, deferred, sending, published, failed, unknown, retried, resolved, expired, withdrawn.\nTimes are shown in local time ($TZ); --json gives RFC 3339 UTC."
+    )]
+    Log(log::Args),
+    /// Per channel: queued files, today's count against the cap, the next slot, held and unsure posts, the last error.
+    #[command(after_help = "Examples:\n  cadenced status\n  cadenced status --json")]
+    Status(status::Args),
+    /// Per channel: posts that went out in the last N days against the N days before.
+    #[command(after_help = "Examples:\n  cadenced report\n  cadenced report --days 7 --json")]
+    Report(report::Args),
+    /// A failed or unknown post was not published: queue it again (with a new idempotency key).
+    #[command(
+        after_help = "Examples:\n  cadenced retry shop-x/sale.md\n  cadenced retry queue/shop-x/failed/sale.md\n\nExit codes: 0 queued again, 1 its latest attempt is not `unknown` or `failed` (nothing changed), 2 usage or config error."
+    )]
+    Retry(answer::RetryArgs),
+    /// An unknown (or failed) post did go out: record it as published and move it to published/.
+    #[command(
+        after_help = "Examples:\n  cadenced resolve shop-x/sale.md --posted https://mastodon.social/@shop/1234\n  cadenced resolve shop-x/sale.md --posted\n\nExit codes: 0 recorded, 1 its latest attempt is not `unknown` or `failed` (nothing changed), 2 usage or config error."
+    )]
+    Resolve(answer::ResolveArgs),
 }
 
 /// Runs the command line with the given clock; returns the process exit code.
@@ -54,6 +79,11 @@ pub fn run(cli: Cli, clock: &dyn Clock) -> ExitCode {
     match cli.command {
         Command::Check(args) => check::run(cli.config.as_deref(), args, clock, &out),
         Command::Plan(args) => plan::run(cli.config.as_deref(), args, clock, &out),
+        Command::Log(args) => log::run(cli.config.as_deref(), args, clock, &out),
+        Command::Status(args) => status::run(cli.config.as_deref(), args, clock, &out),
+        Command::Report(args) => report::run(cli.config.as_deref(), args, clock, &out),
+        Command::Retry(args) => answer::retry(cli.config.as_deref(), args, clock, &out),
+        Command::Resolve(args) => answer::resolve(cli.config.as_deref(), args, clock, &out),
     }
 }
 

@@ -3,13 +3,17 @@
 //!
 //! The queue is writable by people (and by anything that can drop a file), so reading it is
 //! defensive: FIFOs and devices are never opened in a way that can block, symlinks and
-//! media must stay inside the queue, sizes are checked before reading. This module only
-//! reads: it never deletes, moves or writes files (the daemon owns moves and `.held` notes),
-//! and never reads the clock.
+//! media must stay inside the queue, sizes are checked before reading. Reading, scanning and
+//! watching never change a file; `files` holds the only writes (moves into `published/`,
+//! `failed/`, `expired/` that never overwrite, and cadenced's own `.held`/`.error` notes),
+//! called by the daemon and by `retry`/`resolve`. A user's file is never deleted. No module
+//! here reads the clock.
 
+pub mod files;
 mod ignore;
 mod read;
 mod scan;
+pub mod watch;
 #[cfg(test)]
 mod tests;
 
