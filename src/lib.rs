@@ -6,6 +6,7 @@ pub mod cadence; // pure policy: slots, local days, similarity, caps and gaps, t
 pub mod cli; // one file per subcommand; human and JSON rendering
 pub mod clock; // the only place that reads the wall clock
 pub mod config; // strict TOML config: lookup, load, validate, credentials
+pub mod daemon; // the only module that wires the others: watch, schedule, publish, log
 pub mod diag; // compiler-style diagnostics naming the file, the line and the fix
 pub mod platforms; // platform enum, per-platform text and media rules
 pub mod post; // the post file format: pure parsing from bytes

@@ -6,5 +6,5 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cadenced::cli::Cli::parse();
-    cadenced::cli::run(cli, &cadenced::clock::SystemClock)
+    cadenced::cli::run(cli, std::sync::Arc::new(cadenced::clock::SystemClock))
 }

@@ -67,9 +67,11 @@ fn simulate_channel(ch: &SimChannel, from: Timestamp, until: Timestamp) -> Vec<P
     let mut last_reason: Vec<(String, Wait)> = Vec::new();
     let mut out = Vec::new();
     let mut last = Some(ch.last_evaluated.unwrap_or(from));
-    let mut now = from;
-    // A bounded loop: every wake strictly advances time, and the window is finite.
-    while let Some(wake) = policy::next_wake(&ch.rules, &history, &pending, now) {
+    // Like the daemon at start-up, evaluate at `from` itself: an appointment due exactly then
+    // is no later wake. After that, a bounded loop: every wake strictly advances time, and
+    // the window is finite.
+    let mut next = Some(from);
+    while let Some(wake) = next {
         if wake >= until || pending.is_empty() {
             break;
         }
@@ -95,7 +97,7 @@ fn simulate_channel(ch: &SimChannel, from: Timestamp, until: Timestamp) -> Vec<P
             last_reason.push((id, wait));
         }
         last = Some(wake);
-        now = wake;
+        next = policy::next_wake(&ch.rules, &history, &pending, wake);
     }
     for p in pending {
         let reason = last_reason
@@ -155,6 +157,26 @@ mod tests {
                 "2027-03-15T16:00:00",
             ]
         );
+    }
+
+    /// Regression (found by `tests/it/plan_props.rs`): an appointment at the very start of
+    /// the window was never evaluated and slipped to the next day's slot.
+    #[test]
+    fn an_appointment_at_the_start_instant_goes_at_once() {
+        let tz = TimeZone::get("America/New_York").unwrap();
+        let rules = ChannelRules::new(tz, Schedule::new(vec![Slot::parse("00:00").unwrap()]));
+        let from: Timestamp = "2027-03-14T07:00:00Z".parse().unwrap();
+        let mut appt = Pending::new("c/appt.md");
+        appt.at = Some(from);
+        let ch = SimChannel {
+            name: "c".into(),
+            rules,
+            history: vec![],
+            pending: vec![appt],
+            last_evaluated: None,
+        };
+        let plan = simulate(&[ch], from, from + jiff::SignedDuration::from_hours(24));
+        assert_eq!(plan[0].fate, Fate::Published(from));
     }
 
     #[test]

@@ -3,14 +3,17 @@
 
 pub mod answer;
 pub mod check;
+pub mod demo;
 pub mod log;
 pub mod plan;
 pub mod report;
+pub mod run;
 pub mod status;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use jiff::Timestamp;
@@ -40,6 +43,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The daemon: watch the queue, publish at the slots, log every decision (what systemd starts).
+    #[command(
+        after_help = "Example:\n  cadenced run --config /etc/cadenced/cadenced.toml\n\nSIGHUP reloads the config (a broken one is refused and the old one kept); SIGTERM or SIGINT finish the request in flight, then exit 0."
+    )]
+    Run(run::Args),
+    /// A first look: the real daemon on a temporary copy of the bundled example, slots seconds apart, then the log.
+    #[command(
+        after_help = "Example:\n  cadenced demo\n\nNeeds no network and no account; touches no file outside a new temporary folder."
+    )]
+    Demo(demo::Args),
     /// Validate the config and every queued file.
     #[command(
         after_help = "Example:\n  cadenced check --config config/cadenced.toml\n\nExit codes: 0 all good (warnings allowed), 1 an invalid or held file or a failed check, 2 config error."
@@ -74,16 +87,19 @@ pub enum Command {
 }
 
 /// Runs the command line with the given clock; returns the process exit code.
-pub fn run(cli: Cli, clock: &dyn Clock) -> ExitCode {
+pub fn run(cli: Cli, clock: Arc<dyn Clock>) -> ExitCode {
     let out = Output::detect();
+    let clock_ref: &dyn Clock = &*clock;
     match cli.command {
-        Command::Check(args) => check::run(cli.config.as_deref(), args, clock, &out),
-        Command::Plan(args) => plan::run(cli.config.as_deref(), args, clock, &out),
-        Command::Log(args) => log::run(cli.config.as_deref(), args, clock, &out),
-        Command::Status(args) => status::run(cli.config.as_deref(), args, clock, &out),
-        Command::Report(args) => report::run(cli.config.as_deref(), args, clock, &out),
-        Command::Retry(args) => answer::retry(cli.config.as_deref(), args, clock, &out),
-        Command::Resolve(args) => answer::resolve(cli.config.as_deref(), args, clock, &out),
+        Command::Run(args) => run::run(cli.config.as_deref(), args, clock.clone(), &out),
+        Command::Demo(args) => demo::run(args, clock.clone()),
+        Command::Check(args) => check::run(cli.config.as_deref(), args, clock_ref, &out),
+        Command::Plan(args) => plan::run(cli.config.as_deref(), args, clock_ref, &out),
+        Command::Log(args) => log::run(cli.config.as_deref(), args, clock_ref, &out),
+        Command::Status(args) => status::run(cli.config.as_deref(), args, clock_ref, &out),
+        Command::Report(args) => report::run(cli.config.as_deref(), args, clock_ref, &out),
+        Command::Retry(args) => answer::retry(cli.config.as_deref(), args, clock_ref, &out),
+        Command::Resolve(args) => answer::resolve(cli.config.as_deref(), args, clock_ref, &out),
     }
 }
 

@@ -7,8 +7,14 @@
 
 pub mod adapter;
 pub mod bluesky;
+pub mod exec;
 pub mod mastodon;
+pub mod mastodon_api;
+pub mod outbox;
+pub mod registry;
+pub mod request;
 pub mod text;
+pub mod webhook;
 pub mod x;
 
 use std::fmt;

@@ -13,9 +13,9 @@ pub mod files;
 mod ignore;
 mod read;
 mod scan;
-pub mod watch;
 #[cfg(test)]
 mod tests;
+pub mod watch;
 
 use std::path::PathBuf;
 

@@ -85,7 +85,10 @@ CREATE TABLE channels (
 
 CREATE VIEW publish_log AS
 SELECT e.time, e.channel, e.platform, e.file, e.status,
-       a.remote_id, a.remote_url, e.detail
+       -- the remote id and URL belong to the row that reports them, not to `sending`
+       CASE WHEN e.status IN ('published', 'resolved') THEN a.remote_id END AS remote_id,
+       CASE WHEN e.status IN ('published', 'resolved') THEN a.remote_url END AS remote_url,
+       e.detail
 FROM events e LEFT JOIN attempts a ON a.id = e.attempt_id
 ORDER BY e.id;
 "#];

@@ -86,7 +86,8 @@ pub enum Answered {
 /// The columns of `publish_log`: the view's own join, repeated here because a view has no
 /// row id to follow. `a_log_query_reads_what_the_view_shows` keeps the two in step.
 const LOG_SELECT: &str = "SELECT e.id, e.time, e.channel, e.platform, e.file, e.status,
-        a.remote_id, a.remote_url, e.detail
+        CASE WHEN e.status IN ('published', 'resolved') THEN a.remote_id END,
+        CASE WHEN e.status IN ('published', 'resolved') THEN a.remote_url END, e.detail
  FROM events e LEFT JOIN attempts a ON a.id = e.attempt_id";
 
 const ATTEMPT_COLUMNS: &str = "id, channel, platform, file, hash, started, state, dry_run,

@@ -1,8 +1,11 @@
-//! Integration tests, one binary: the plan's properties across DST, the real `cadenced`
-//! binary end to end, the queue watcher on real inotify, and the systemd unit.
+//! Integration tests, one binary: the plan's properties across DST, and the real `cadenced`
+//! binary end to end.
 
+mod adapters;
 mod cli;
 mod commands;
+mod fake_mastodon;
+mod mastodon;
 mod plan_props;
 mod support;
 mod systemd;

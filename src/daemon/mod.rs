@@ -1,0 +1,870 @@
+//! The daemon: the only module that wires the others. It watches the queue, asks the pure
+//! policy what to do whenever it wakes, carries out the answer through the adapters, and
+//! records every decision and attempt in the log before and after acting.
+//!
+//! One evaluation (`evaluate`) scans the queue, judges every file with `review`, logs new
+//! versions (`accepted`/`held`) and withdrawals, finishes moves a crash interrupted, then
+//! calls `policy::decide` for each channel and acts: expire, publish (attempt row committed
+//! first), or log a changed deferral. Evaluating is idempotent, so the daemon simply
+//! evaluates after every wake: a slot, an appointment, a queue event, a finished publish.
+//!
+//! Sleeping: until the earliest `policy::next_wake` of all channels, capped (`max_sleep`) so
+//! a wall-clock step (NTP, suspend) is noticed within minutes, and at half the systemd
+//! watchdog interval when there is one. No polling when idle beyond that cap.
+
+pub mod demo;
+mod publish;
+pub mod systemd;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::cadence::policy::{self, Pending};
+use crate::cadence::similarity::comparable;
+use crate::clock::{self, Clock};
+use crate::config::{self, Channel, Config};
+use crate::diag::Diagnostic;
+use crate::platforms::Platform;
+use crate::platforms::adapter::{Outgoing, OutgoingMedia};
+use crate::platforms::registry::{self, AnyAdapter};
+use crate::queue::{self, QueuedFile, files, watch};
+use crate::review::{self, LogView, Verdict};
+use crate::store::{self, NewAttempt, NewEvent, Store};
+
+pub use publish::Claim;
+
+/// Knobs that tests and the demo turn; the defaults are what systemd runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A file written in place is taken once unchanged this long after its last write.
+    pub settle: Duration,
+    /// The longest single sleep, so a wall-clock step is noticed.
+    pub max_sleep: Duration,
+    /// Publishes in flight at once across channels.
+    pub concurrency: usize,
+    /// Stop once nothing is ready to publish and nothing is in flight (the demo).
+    pub exit_when_done: bool,
+    /// Base delay of the exponential backoff between resends of a transient failure.
+    pub backoff: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            settle: Duration::from_secs(1),
+            max_sleep: Duration::from_secs(300),
+            concurrency: 4,
+            exit_when_done: false,
+            backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Requests from outside besides signals (tests drive the daemon in-process with these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Reload,
+    Stop,
+}
+
+/// The shared state publish tasks need.
+pub(crate) struct Shared {
+    pub store: Mutex<Store>,
+    pub clock: Arc<dyn Clock>,
+    pub options: Options,
+}
+
+impl Shared {
+    pub(crate) fn with_store<T>(
+        &self,
+        f: impl FnOnce(&mut Store) -> store::Result<T>,
+    ) -> store::Result<T> {
+        let mut guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+}
+
+struct Daemon {
+    config_path: Option<PathBuf>,
+    config: Config,
+    shared: Arc<Shared>,
+    adapters: HashMap<String, Arc<AnyAdapter>>,
+    /// Channels that cannot run (an unreadable credential...), with the reason.
+    disabled: HashMap<String, String>,
+    notifier: systemd::Notifier,
+    /// Paths the watcher declared complete (taken even if modified a moment ago).
+    ready: HashSet<PathBuf>,
+    /// Problems already reported, so a bad folder is logged once, not at every wake.
+    reported: HashSet<String>,
+    /// Publish tasks; each returns its channel and whether the post went out.
+    tasks: JoinSet<(String, bool)>,
+    permits: Arc<Semaphore>,
+    /// Publishes spawned and not finished, per channel.
+    in_flight: HashMap<String, usize>,
+    published: usize,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT or `Control::Stop` (or, with `exit_when_done`,
+/// until the queue is drained). The config file is re-read on SIGHUP.
+pub async fn run(
+    config_path: &Path,
+    clock: Arc<dyn Clock>,
+    options: Options,
+    control: Option<mpsc::UnboundedReceiver<Control>>,
+) -> anyhow::Result<usize> {
+    let loaded = config::load(config_path).map_err(|diags| {
+        let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        anyhow::anyhow!("the config has errors:\n{}", text.join("\n"))
+    })?;
+    run_config(
+        loaded.config,
+        Some(config_path.to_path_buf()),
+        clock,
+        options,
+        control,
+    )
+    .await
+}
+
+/// Runs the daemon on an already loaded config (the demo's, or a test's).
+pub async fn run_config(
+    config: Config,
+    config_path: Option<PathBuf>,
+    clock: Arc<dyn Clock>,
+    options: Options,
+    mut control: Option<mpsc::UnboundedReceiver<Control>>,
+) -> anyhow::Result<usize> {
+    registry::install_tls_provider();
+    let store = Store::open(&config.database)
+        .with_context(|| format!("opening the publish log {}", config.database.display()))?;
+    let notifier = systemd::Notifier::from_env();
+    let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let mut daemon = Daemon {
+        config_path,
+        config,
+        shared: Arc::new(Shared {
+            store: Mutex::new(store),
+            clock,
+            options,
+        }),
+        adapters: HashMap::new(),
+        disabled: HashMap::new(),
+        notifier,
+        ready: HashSet::new(),
+        reported: HashSet::new(),
+        tasks: JoinSet::new(),
+        permits,
+        in_flight: HashMap::new(),
+        published: 0,
+    };
+    daemon.build_adapters();
+    daemon.learn_limits().await;
+
+    // Watch first, then scan: files present before the watch started get no event.
+    let (mut watcher, mut events) = watch::QueueWatcher::start(&daemon.config.queue)
+        .with_context(|| format!("watching the queue {}", daemon.config.queue.display()))?;
+    daemon.reconcile_at_startup().await;
+    let now = daemon.now();
+    daemon.evaluate(now);
+    daemon.notifier.ready();
+    tracing::info!(
+        channels = daemon.config.channels.len(),
+        disabled = daemon.disabled.len(),
+        "cadenced is running"
+    );
+
+    let mut signals = Signals::new()?;
+    let mut last_watchdog = tokio::time::Instant::now();
+    loop {
+        let now = daemon.now();
+        let next = daemon.next_wake(now);
+        daemon.report_status(now, next);
+        if let Some(interval) = daemon.notifier.watchdog_interval()
+            && last_watchdog.elapsed() >= interval / 2
+        {
+            // A stuck database (or a stuck loop) stops the pings and systemd restarts us.
+            if daemon.shared.with_store(|s| s.ping()).is_ok() {
+                daemon.notifier.watchdog();
+                last_watchdog = tokio::time::Instant::now();
+            }
+        }
+        if daemon.shared.options.exit_when_done && daemon.is_done(now) {
+            break;
+        }
+        let mut sleep = daemon.shared.options.max_sleep;
+        if let Some(next) = next {
+            let until = next.duration_since(now).max(SignedDuration::ZERO);
+            sleep = sleep.min(Duration::try_from(until).unwrap_or_default());
+        }
+        if let Some(interval) = daemon.notifier.watchdog_interval() {
+            sleep = sleep.min(interval);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            event = events.recv() => match event {
+                Some(watch::QueueEvent::Ready(path)) => { daemon.ready.insert(path); }
+                Some(watch::QueueEvent::Gone(_)) | Some(watch::QueueEvent::Rescan) => {}
+                None => {
+                    tracing::error!("the queue watcher stopped; restarting it");
+                    (watcher, events) = watch::QueueWatcher::start(&daemon.config.queue)?;
+                }
+            },
+            Some(done) = daemon.tasks.join_next(), if !daemon.tasks.is_empty() => {
+                daemon.task_finished(done);
+            }
+            _ = signals.hup.recv() => {
+                if daemon.reload().await {
+                    (watcher, events) = watch::QueueWatcher::start(&daemon.config.queue)?;
+                }
+            }
+            _ = signals.term.recv() => break,
+            _ = signals.int.recv() => break,
+            c = recv_control(&mut control) => match c {
+                Some(Control::Reload) => {
+                    if daemon.reload().await {
+                        (watcher, events) = watch::QueueWatcher::start(&daemon.config.queue)?;
+                    }
+                }
+                Some(Control::Stop) | None => break,
+            },
+        }
+        let now = daemon.now();
+        daemon.evaluate(now);
+    }
+
+    daemon.notifier.stopping();
+    tracing::info!(
+        in_flight = daemon.tasks.len(),
+        "stopping: finishing the requests in flight"
+    );
+    while let Some(done) = daemon.tasks.join_next().await {
+        daemon.task_finished(done);
+    }
+    drop(watcher);
+    Ok(daemon.published)
+}
+
+async fn recv_control(control: &mut Option<mpsc::UnboundedReceiver<Control>>) -> Option<Control> {
+    match control {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+impl Daemon {
+    fn now(&self) -> Timestamp {
+        self.shared.clock.now()
+    }
+
+    fn channel(&self, name: &str) -> Option<&Channel> {
+        self.config.channels.iter().find(|c| c.name == name)
+    }
+
+    fn build_adapters(&mut self) {
+        let creds = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        self.adapters.clear();
+        self.disabled.clear();
+        for ch in &self.config.channels {
+            match registry::for_channel(
+                &self.config,
+                ch,
+                |n| std::env::var(n).ok(),
+                creds.as_deref(),
+            ) {
+                Ok(a) => {
+                    self.adapters.insert(ch.name.clone(), Arc::new(a));
+                }
+                Err(why) => {
+                    tracing::error!(channel = %ch.name, "channel disabled: {why}");
+                    self.disabled.insert(ch.name.clone(), why);
+                }
+            }
+        }
+    }
+
+    /// Mastodon instances set their own text limit: read it where the config does not.
+    async fn learn_limits(&mut self) {
+        for ch in &mut self.config.channels {
+            let Some(adapter) = self.adapters.get(&ch.name) else {
+                continue;
+            };
+            if let (AnyAdapter::Mastodon(m), config::Settings::Mastodon { max_characters, .. }) =
+                (adapter.as_ref(), &mut ch.settings)
+                && max_characters.is_none()
+            {
+                match m.max_characters().await {
+                    Ok(n) => {
+                        tracing::info!(channel = %ch.name, max_characters = n, "read the instance's text limit");
+                        *max_characters = Some(n);
+                    }
+                    Err(e) => {
+                        tracing::warn!(channel = %ch.name, "could not read the instance's text limit ({e}); using 500")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Re-reads the config; a broken one is refused and the old one kept. Returns whether
+    /// the queue folder changed (the watcher must follow).
+    async fn reload(&mut self) -> bool {
+        let Some(path) = self.config_path.clone() else {
+            return false;
+        };
+        self.notifier.reloading();
+        let changed = match config::load(&path) {
+            Ok(loaded) => {
+                let queue_changed = loaded.config.queue != self.config.queue;
+                self.note_timezone_changes(&loaded.config);
+                self.config = loaded.config;
+                self.build_adapters();
+                self.learn_limits().await;
+                self.reported.clear();
+                tracing::info!(config = %path.display(), "config reloaded");
+                queue_changed
+            }
+            Err(diags) => {
+                for d in &diags {
+                    tracing::error!("{d}");
+                }
+                tracing::error!(
+                    config = %path.display(),
+                    "the new config has errors; keeping the old one"
+                );
+                false
+            }
+        };
+        self.notifier.ready();
+        changed
+    }
+
+    /// The SPEC: if a reload changes a channel's zone, that day's cap counts every post
+    /// since the earlier of the two local midnights. History is read from 48 h back and the
+    /// day is judged in the new zone; a post made in the old zone's day that the new zone's
+    /// day no longer contains could otherwise be forgotten, so this logs the change.
+    fn note_timezone_changes(&self, new: &Config) {
+        for ch in &new.channels {
+            if let Some(old) = self.channel(&ch.name)
+                && old.rules.timezone != ch.rules.timezone
+            {
+                tracing::warn!(
+                    channel = %ch.name,
+                    from = old.rules.timezone.iana_name().unwrap_or("?"),
+                    to = ch.rules.timezone.iana_name().unwrap_or("?"),
+                    "time zone changed: today's cap counts posts since the earlier local midnight"
+                );
+            }
+        }
+    }
+
+    fn log(&self, ev: NewEvent<'_>) {
+        if let Err(e) = self.shared.with_store(|s| s.log_event(&ev)) {
+            tracing::error!("could not write the publish log: {e}");
+        }
+    }
+
+    fn platform_of(&self, channel: &str) -> Platform {
+        self.channel(channel)
+            .map_or(Platform::Outbox, |c| c.platform)
+    }
+
+    /// One evaluation at `now`: see the module documentation.
+    fn evaluate(&mut self, now: Timestamp) {
+        let log = match self
+            .shared
+            .with_store(|s| LogView::load(s, &self.config, now))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("could not read the publish log: {e}; skipping this evaluation");
+                return;
+            }
+        };
+        let names: Vec<&str> = self
+            .config
+            .channels
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        let mut scan = queue::scan(&self.config.queue, &names);
+        // A file written in place is taken only once it has settled; the watcher says so
+        // (Ready) or its modification time does.
+        let settle = self.shared.options.settle;
+        scan.files.retain(|f| {
+            self.ready.contains(&f.path) || !clock::modified_within(f.modified, settle)
+        });
+        for p in &scan.problems {
+            let key = p.to_string();
+            if self.reported.insert(key) {
+                tracing::warn!("{p}");
+            }
+        }
+        let present: HashMap<String, QueuedFile> = scan
+            .files
+            .iter()
+            .map(|f| (f.id.clone(), f.clone()))
+            .collect();
+        self.finish_interrupted_moves(&present);
+        let review = review::review(&self.config, scan, &log, now);
+        self.log_versions(&review, now);
+        self.log_withdrawals(&present, now);
+
+        for ch in self.config.channels.clone() {
+            if self.disabled.contains_key(&ch.name)
+                || self.in_flight.get(&ch.name).is_some_and(|n| *n > 0)
+            {
+                continue;
+            }
+            let pending: Vec<Pending> = review
+                .files
+                .iter()
+                .filter(|f| f.channel == ch.name)
+                .filter_map(|f| match &f.verdict {
+                    Verdict::Ready(p) => Some(p.clone()),
+                    _ => None,
+                })
+                .collect();
+            let expired: Vec<&review::FileReview> = review
+                .files
+                .iter()
+                .filter(|f| f.channel == ch.name && matches!(f.verdict, Verdict::Expired(_)))
+                .collect();
+            for f in expired {
+                self.expire(&ch, &f.id, &f.path, &f.hash, now);
+            }
+            let history = log.history.get(&ch.name).cloned().unwrap_or_default();
+            let last = log.last_evaluated.get(&ch.name).copied();
+            let step = policy::decide(&ch.rules, &history, &pending, last, now);
+            if let Err(e) = self.shared.with_store(|s| {
+                s.set_last_evaluated(&ch.name, now, ch.rules.timezone.iana_name().unwrap_or(""))
+            }) {
+                tracing::error!(channel = %ch.name, "could not record the evaluation: {e}");
+                continue;
+            }
+            for id in &step.expire {
+                if let Some(f) = review.files.iter().find(|f| &f.id == id) {
+                    self.expire(&ch, id, &f.path, &f.hash, now);
+                }
+            }
+            for (id, wait) in &step.deferred {
+                let Some(f) = review.files.iter().find(|f| &f.id == id) else {
+                    continue;
+                };
+                let detail = wait.describe();
+                let same = self
+                    .shared
+                    .with_store(|s| s.last_deferral(id, &f.hash))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|d| d == detail);
+                if !same {
+                    self.log(NewEvent {
+                        time: now,
+                        channel: &ch.name,
+                        platform: ch.platform,
+                        file: id,
+                        hash: Some(&f.hash),
+                        status: "deferred",
+                        detail: &detail,
+                        attempt: None,
+                    });
+                }
+            }
+            // At most one publish in flight per channel: the next one waits for this outcome.
+            if let Some(id) = step.publish.first() {
+                let claim_until = claim_end(&ch, now);
+                self.start_publish(&ch, id, &present, claim_until, now);
+            }
+        }
+    }
+
+    /// The SPEC: a retry keeps the slot it claimed until the channel's next slot or
+    /// `catch_up`, whichever is sooner.
+    fn start_publish(
+        &mut self,
+        ch: &Channel,
+        id: &str,
+        present: &HashMap<String, QueuedFile>,
+        claim_until: Timestamp,
+        now: Timestamp,
+    ) {
+        let Some(adapter) = self.adapters.get(&ch.name).cloned() else {
+            return;
+        };
+        let Some(reviewed) = present.get(id) else {
+            return;
+        };
+        // Re-read right before sending: send exactly the version that was just checked.
+        let Some(fresh) = queue::read_post(&self.config.queue, &ch.name, &reviewed.path) else {
+            return;
+        };
+        if fresh.hash != reviewed.hash {
+            tracing::info!(channel = %ch.name, file = %id, "changed just before sending; checking the new version first");
+            return;
+        }
+        let Ok(accepted) = &fresh.content else { return };
+        let normalized = comparable(&accepted.post.body);
+        let count = self
+            .shared
+            .with_store(|s| s.attempt_count(id))
+            .unwrap_or_default();
+        let key = idempotency_key(id, &fresh.hash, count);
+        let attempt = NewAttempt {
+            started: now,
+            channel: &ch.name,
+            platform: ch.platform,
+            file: id,
+            hash: &fresh.hash,
+            normalized: &normalized,
+            idempotency_key: &key,
+            dry_run: ch.dry_run,
+        };
+        let attempt_id = match self.shared.with_store(|s| s.begin_attempt(&attempt)) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(channel = %ch.name, file = %id, "not sending: could not record the attempt first: {e}");
+                return;
+            }
+        };
+        let outgoing = Outgoing {
+            channel: ch.name.clone(),
+            platform: ch.platform,
+            file: id.to_string(),
+            text: accepted.post.body.clone(),
+            media: accepted
+                .media
+                .iter()
+                .map(|m| OutgoingMedia {
+                    path: m.path.clone(),
+                    rel: m.rel.clone(),
+                    alt: m.alt.clone(),
+                    bytes: m.bytes,
+                })
+                .collect(),
+            link: accepted.post.front.link.clone(),
+            lang: accepted.post.front.lang.clone(),
+            fields: accepted.post.front.platform.clone(),
+            idempotency_key: key,
+        };
+        let expires = accepted
+            .post
+            .front
+            .expires
+            .map(|e| e.resolve(&ch.rules.timezone));
+        let claim = Claim {
+            attempt_id,
+            started: now,
+            until: claim_until,
+            expires,
+            rules: ch.rules.clone(),
+            path: fresh.path.clone(),
+        };
+        tracing::info!(channel = %ch.name, file = %id, platform = %ch.platform, dry_run = ch.dry_run, "publishing");
+        *self.in_flight.entry(ch.name.clone()).or_default() += 1;
+        let shared = self.shared.clone();
+        let permits = self.permits.clone();
+        let channel = ch.name.clone();
+        self.tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let published = publish::publish(&shared, &adapter, &outgoing, claim).await;
+            (channel, published)
+        });
+    }
+
+    fn task_finished(&mut self, done: Result<(String, bool), tokio::task::JoinError>) {
+        match done {
+            Ok((channel, published)) => {
+                if let Some(n) = self.in_flight.get_mut(&channel) {
+                    *n = n.saturating_sub(1);
+                }
+                if published {
+                    self.published += 1;
+                }
+            }
+            Err(e) => {
+                // A panicked task: its attempt row stays `sending` and is reconciled at the
+                // next start; its channel stays blocked until then, which is the safe side.
+                tracing::error!("a publish task failed: {e}");
+            }
+        }
+    }
+
+    fn expire(&self, ch: &Channel, id: &str, path: &Path, hash: &str, now: Timestamp) {
+        match files::move_into(path, "expired") {
+            Ok(to) => {
+                tracing::info!(channel = %ch.name, file = %id, "expired unpublished; moved to {}", to.display());
+                self.log(NewEvent {
+                    time: now,
+                    channel: &ch.name,
+                    platform: ch.platform,
+                    file: id,
+                    hash: Some(hash),
+                    status: "expired",
+                    detail: &format!("moved to {}", to.display()),
+                    attempt: None,
+                });
+            }
+            Err(e) => {
+                tracing::error!(channel = %ch.name, file = %id, "could not move an expired post: {e}")
+            }
+        }
+    }
+
+    /// Logs each new version of a file once (`accepted` or `held`) and keeps its `.held`
+    /// note in step with its verdict.
+    fn log_versions(&self, review: &review::Review, now: Timestamp) {
+        for f in &review.files {
+            let (status, diag): (&str, Option<&Diagnostic>) = match &f.verdict {
+                Verdict::Ready(_) | Verdict::Expired(_) => ("accepted", None),
+                Verdict::Held(d) | Verdict::Invalid(d) => ("held", Some(d)),
+            };
+            match diag {
+                Some(d) => {
+                    if let Err(e) = files::write_note(&f.path, "held", &files::note_text(d)) {
+                        tracing::warn!(file = %f.id, "could not write the .held note: {e}");
+                    }
+                }
+                None => {
+                    let _ = files::clear_held_note(&f.path);
+                }
+            }
+            let logged = self
+                .shared
+                .with_store(|s| s.version_logged(&f.id, &f.hash))
+                .ok()
+                .flatten();
+            if logged.as_deref() == Some(status) {
+                continue;
+            }
+            let detail = diag.map(|d| match &d.help {
+                Some(h) => format!("{} — {h}", d.message),
+                None => d.message.clone(),
+            });
+            match diag {
+                Some(d) => tracing::warn!(channel = %f.channel, file = %f.id, "{d}"),
+                None => tracing::info!(channel = %f.channel, file = %f.id, "accepted"),
+            }
+            self.log(NewEvent {
+                time: now,
+                channel: &f.channel,
+                platform: self.platform_of(&f.channel),
+                file: &f.id,
+                hash: Some(&f.hash),
+                status,
+                detail: detail.as_deref().unwrap_or(""),
+                attempt: None,
+            });
+        }
+    }
+
+    /// Files the log saw pending that left the queue (renamed or deleted) were withdrawn.
+    fn log_withdrawals(&self, present: &HashMap<String, QueuedFile>, now: Timestamp) {
+        let Ok(pending) = self.shared.with_store(|s| s.pending_files()) else {
+            return;
+        };
+        let unsure = self
+            .shared
+            .with_store(|s| s.unsure_files())
+            .unwrap_or_default();
+        for id in pending {
+            if present.contains_key(&id) || unsure.contains_key(&id) {
+                continue;
+            }
+            // A file still on disk but not taken yet (settling) is not withdrawn.
+            if self.config.queue.join(&id).exists() {
+                continue;
+            }
+            let channel = id.split('/').next().unwrap_or_default().to_string();
+            tracing::info!(channel = %channel, file = %id, "withdrawn (renamed or removed)");
+            self.log(NewEvent {
+                time: now,
+                channel: &channel,
+                platform: self.platform_of(&channel),
+                file: &id,
+                hash: None,
+                status: "withdrawn",
+                detail: "renamed or removed from the queue before it was published",
+                attempt: None,
+            });
+        }
+    }
+
+    /// A crash between recording an outcome and moving the file leaves a published (or
+    /// failed) version in the queue: finish the move instead of sending it again.
+    fn finish_interrupted_moves(&self, present: &HashMap<String, QueuedFile>) {
+        let Ok(done) = self.shared.with_store(|s| s.finished_versions()) else {
+            return;
+        };
+        for (id, (state, hash)) in done {
+            let Some(f) = present.get(&id) else { continue };
+            if f.hash != hash {
+                continue; // a new version dropped in under the same name: a new post
+            }
+            let sub = if state == "failed" {
+                "failed"
+            } else {
+                "published"
+            };
+            match files::move_into(&f.path, sub) {
+                Ok(to) => {
+                    tracing::info!(file = %id, "finished an interrupted move to {}", to.display())
+                }
+                Err(e) => tracing::error!(file = %id, "could not move to {sub}/: {e}"),
+            }
+        }
+    }
+
+    /// Start-up: attempts left `sending` by a crash are reconciled per platform before
+    /// anything else is sent.
+    async fn reconcile_at_startup(&mut self) {
+        let sending = match self.shared.with_store(|s| s.sending_attempts()) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("could not read unfinished attempts: {e}");
+                return;
+            }
+        };
+        for attempt in sending {
+            let Some(adapter) = self.adapters.get(&attempt.channel).cloned() else {
+                tracing::warn!(channel = %attempt.channel, file = %attempt.file, "unfinished attempt on a disabled or removed channel; left as it is");
+                continue;
+            };
+            let Some(ch) = self.channel(&attempt.channel).cloned() else {
+                continue;
+            };
+            let outcome =
+                publish::reconcile(&self.shared, &adapter, &ch, &attempt, &self.config.queue).await;
+            if outcome {
+                self.published += 1;
+            }
+        }
+    }
+
+    fn next_wake(&self, now: Timestamp) -> Option<Timestamp> {
+        let log = self
+            .shared
+            .with_store(|s| LogView::load(s, &self.config, now))
+            .ok()?;
+        let names: Vec<&str> = self
+            .config
+            .channels
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        let review = review::review(
+            &self.config,
+            queue::scan(&self.config.queue, &names),
+            &log,
+            now,
+        );
+        review
+            .sim_channels(&self.config, &log)
+            .iter()
+            .filter(|c| !self.disabled.contains_key(&c.name))
+            .filter_map(|c| policy::next_wake(&c.rules, &c.history, &c.pending, now))
+            .min()
+    }
+
+    fn is_done(&self, now: Timestamp) -> bool {
+        if !self.tasks.is_empty() {
+            return false;
+        }
+        let Ok(log) = self
+            .shared
+            .with_store(|s| LogView::load(s, &self.config, now))
+        else {
+            return false;
+        };
+        let names: Vec<&str> = self
+            .config
+            .channels
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        let review = review::review(
+            &self.config,
+            queue::scan(&self.config.queue, &names),
+            &log,
+            now,
+        );
+        // Done when nothing is left that a slot could publish (future appointments aside).
+        !review.files.iter().any(|f| match &f.verdict {
+            Verdict::Ready(p) => {
+                p.at.is_none_or(|at| at <= now) && !self.disabled.contains_key(&f.channel)
+            }
+            _ => false,
+        })
+    }
+
+    fn report_status(&self, now: Timestamp, next: Option<Timestamp>) {
+        let names: Vec<&str> = self
+            .config
+            .channels
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        let queued = queue::scan(&self.config.queue, &names).files.len();
+        let next_text = match next {
+            Some(t) => {
+                let tz = self
+                    .config
+                    .channels
+                    .first()
+                    .map(|c| c.rules.timezone.clone())
+                    .unwrap_or(jiff::tz::TimeZone::UTC);
+                t.to_zoned(tz).strftime("%a %H:%M").to_string()
+            }
+            None => "nothing scheduled".to_string(),
+        };
+        let disabled = if self.disabled.is_empty() {
+            String::new()
+        } else {
+            format!("; {} channel(s) disabled", self.disabled.len())
+        };
+        let _ = now;
+        self.notifier
+            .status(&format!("{queued} queued; next: {next_text}{disabled}"));
+    }
+}
+
+/// The end of a publish's claim on its slot: the channel's next slot or `catch_up`,
+/// whichever is sooner.
+fn claim_end(ch: &Channel, now: Timestamp) -> Timestamp {
+    let catch_up = now + ch.rules.catch_up;
+    ch.rules
+        .slots
+        .next_after(now, &ch.rules.timezone)
+        .map_or(catch_up, |next| next.min(catch_up))
+}
+
+/// Derived from the post (file and version) and the attempt number: the same for every
+/// resend of one attempt, new for a `retry`.
+pub fn idempotency_key(file: &str, hash: &str, attempt: i64) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{file}\n{hash}\n{attempt}").as_bytes());
+    format!("cadenced-{}", &hex::encode(digest)[..32])
+}
