@@ -4,6 +4,7 @@
 mod adapters;
 mod cli;
 mod commands;
+mod daemon;
 mod fake_mastodon;
 mod mastodon;
 mod plan_props;

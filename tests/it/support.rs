@@ -58,3 +58,34 @@ impl Project {
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// A clock for the daemon in-process: wall time that moves with tokio's clock, so under
+/// `#[tokio::test(start_paused = true)]` the daemon's sleeps complete at once and its
+/// `now` jumps exactly as far. `skip` moves it without the daemon noticing (downtime).
+pub struct TestClock {
+    base: jiff::Timestamp,
+    start: tokio::time::Instant,
+    skipped: std::sync::Mutex<jiff::SignedDuration>,
+}
+
+impl TestClock {
+    pub fn at(rfc3339: &str) -> std::sync::Arc<TestClock> {
+        std::sync::Arc::new(TestClock {
+            base: rfc3339.parse().expect("an RFC 3339 time"),
+            start: tokio::time::Instant::now(),
+            skipped: std::sync::Mutex::new(jiff::SignedDuration::ZERO),
+        })
+    }
+
+    /// Jumps ahead, as if the machine had been off.
+    pub fn skip(&self, by: jiff::SignedDuration) {
+        *self.skipped.lock().unwrap() += by;
+    }
+}
+
+impl cadenced::clock::Clock for TestClock {
+    fn now(&self) -> jiff::Timestamp {
+        let elapsed = jiff::SignedDuration::try_from(self.start.elapsed()).unwrap();
+        self.base + elapsed + *self.skipped.lock().unwrap()
+    }
+}

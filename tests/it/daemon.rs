@@ -1,0 +1,315 @@
+//! The daemon in-process against a real queue folder, a real SQLite log and the outbox, with
+//! a clock that follows tokio's paused time: slots, caps across restarts, catch-up after
+//! downtime, appointments, expiry, edits and withdrawals, reloads and bad input.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cadenced::daemon::{self, Control, Options};
+use jiff::SignedDuration;
+use tokio::sync::mpsc;
+
+use crate::support::{Project, TestClock};
+
+struct Running {
+    control: mpsc::UnboundedSender<Control>,
+    handle: tokio::task::JoinHandle<anyhow::Result<usize>>,
+}
+
+fn start(p: &Project, clock: &Arc<TestClock>) -> Running {
+    let (control, rx) = mpsc::unbounded_channel();
+    let options = Options {
+        settle: Duration::ZERO,
+        max_sleep: Duration::from_secs(600),
+        backoff: Duration::from_secs(60),
+        ..Options::default()
+    };
+    let config = p.config();
+    let clock: Arc<dyn cadenced::clock::Clock> = clock.clone();
+    let handle = tokio::spawn(async move { daemon::run(&config, clock, options, Some(rx)).await });
+    Running { control, handle }
+}
+
+impl Running {
+    /// Stops the daemon; returns how many posts it published.
+    async fn stop(self) -> usize {
+        self.control.send(Control::Stop).unwrap();
+        self.handle.await.unwrap().unwrap()
+    }
+}
+
+async fn pass(minutes: i64) {
+    tokio::time::sleep(Duration::from_secs(60 * minutes as u64)).await;
+}
+
+/// `(status, file, detail)` of every row of the publish log.
+fn log(p: &Project) -> Vec<(String, String, String)> {
+    let conn = rusqlite::Connection::open(p.root().join("state/cadenced.sqlite")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT status, file, detail FROM publish_log")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn statuses(p: &Project, file: &str) -> Vec<String> {
+    log(p)
+        .into_iter()
+        .filter(|(_, f, _)| f == file)
+        .map(|(s, _, _)| s)
+        .collect()
+}
+
+/// Outbox files of a channel, sorted (their names start with the UTC time of publishing).
+fn outbox(p: &Project, channel: &str) -> Vec<String> {
+    let dir = p.root().join("outbox").join(channel);
+    let mut names: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(d) => d
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+fn exists(p: &Project, rel: &str) -> bool {
+    Path::new(&p.root().join("queue").join(rel)).exists()
+}
+
+const NEWS: &str = r#"
+[defaults]
+timezone = "Europe/Madrid"
+
+[channels.news]
+platform = "outbox"
+slots = ["10:00", "12:00", "14:00"]
+max_per_day = 2
+min_gap = "1h"
+"#;
+
+fn three_posts(p: &Project) {
+    p.post(
+        "news/001-trail.md",
+        "New trail runners arrived today, in six colours.\n",
+    );
+    p.post(
+        "news/002-suede.md",
+        "How to keep suede dry through a rainy winter week.\n",
+    );
+    p.post(
+        "news/003-workshop.md",
+        "Our free repair workshop is back on 12 December.\n",
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn slots_publish_in_order_and_a_restart_cannot_exceed_the_cap() {
+    let p = Project::new(NEWS);
+    three_posts(&p);
+    let clock = TestClock::at("2026-11-23T08:30:00Z"); // 09:30 in Madrid
+
+    let d = start(&p, &clock);
+    pass(3 * 60).await; // to 12:30
+    assert_eq!(d.stop().await, 2);
+    assert_eq!(
+        outbox(&p, "news"),
+        [
+            "20261123T090000Z-001-trail.json",
+            "20261123T110000Z-002-suede.json"
+        ]
+    );
+    assert!(exists(&p, "news/published/001-trail.md") && exists(&p, "news/published/002-suede.md"));
+    assert_eq!(
+        statuses(&p, "news/001-trail.md"),
+        ["accepted", "sending", "published"]
+    );
+
+    // A restart before the 14:00 slot: the log, not memory, says the cap is used up.
+    let d = start(&p, &clock);
+    pass(2 * 60).await; // to 14:30
+    assert_eq!(d.stop().await, 0);
+    assert!(exists(&p, "news/003-workshop.md"));
+    assert!(
+        log(&p).iter().any(|(s, f, d)| s == "deferred"
+            && f == "news/003-workshop.md"
+            && d.contains("daily cap of 2")),
+        "{:#?}",
+        log(&p)
+    );
+
+    // The next local day it goes at the first slot.
+    let d = start(&p, &clock);
+    pass(20 * 60).await; // to 10:30 the next day
+    assert_eq!(d.stop().await, 1);
+    assert_eq!(
+        outbox(&p, "news").last().unwrap(),
+        "20261124T090000Z-003-workshop.json"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_downtime_one_missed_slot_is_caught_up_once_and_a_first_start_catches_up_nothing() {
+    let p = Project::new(&NEWS.replace("max_per_day = 2", "max_per_day = 3"));
+    three_posts(&p);
+    // First start at 10:30: the 10:00 slot passed before cadenced ever ran.
+    let clock = TestClock::at("2026-11-23T09:30:00Z");
+    let d = start(&p, &clock);
+    pass(15).await;
+    assert_eq!(d.stop().await, 0, "a first start catches up nothing");
+
+    // Down from 10:45 to 14:20: 12:00 and 14:00 missed; the latest is 20 minutes old.
+    clock.skip(SignedDuration::from_mins(3 * 60 + 35));
+    let d = start(&p, &clock);
+    pass(30).await; // to 14:50
+    assert_eq!(d.stop().await, 1, "one post for all the missed slots");
+    assert_eq!(outbox(&p, "news"), ["20261123T132000Z-001-trail.json"]);
+
+    // Down again until 15:20 the next day: its latest slot (14:00) is more than catch_up
+    // (1h) old, so nothing is caught up.
+    clock.skip(SignedDuration::from_mins(24 * 60 + 30));
+    let d = start(&p, &clock);
+    pass(5).await;
+    assert_eq!(d.stop().await, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn appointments_expiry_edits_and_withdrawals_are_logged() {
+    let p = Project::new(NEWS);
+    p.post(
+        "news/appt.md",
+        "+++\nat = \"2026-11-23T11:15\"\n+++\nDoors open at 11:15 for the sneaker swap.\n",
+    );
+    p.post(
+        "news/flash.md",
+        "+++\nexpires = \"2026-11-23T09:50\"\n+++\nFlash sale until 09:50 only!\n",
+    );
+    let gone = p.post("news/gone.md", "A post the shop changes its mind about.\n");
+    let edited = p.post(
+        "news/edited.md",
+        "First draft of the winter opening hours.\n",
+    );
+    let clock = TestClock::at("2026-11-23T08:30:00Z"); // 09:30
+
+    let d = start(&p, &clock);
+    pass(1).await;
+    std::fs::remove_file(&gone).unwrap();
+    std::fs::write(
+        &edited,
+        "Winter opening hours: 10:00 to 19:00, Monday to Saturday.\n",
+    )
+    .unwrap();
+    pass(24).await; // 09:55, past 09:50: the flash sale expired
+    assert!(
+        exists(&p, "news/expired/flash.md"),
+        "expired posts move to expired/, never deleted"
+    );
+    assert_eq!(statuses(&p, "news/flash.md"), ["accepted", "expired"]);
+    assert_eq!(statuses(&p, "news/gone.md"), ["accepted", "withdrawn"]);
+    assert_eq!(
+        statuses(&p, "news/edited.md"),
+        ["accepted", "accepted"],
+        "each version is logged once"
+    );
+
+    pass(2 * 60 + 6).await; // to 12:01
+    assert_eq!(d.stop().await, 2);
+    // 10:00 took the edited post; the appointment went at its own time, 11:15.
+    assert_eq!(
+        outbox(&p, "news"),
+        ["20261123T090000Z-edited.json", "20261123T101500Z-appt.json"]
+    );
+    let sent =
+        std::fs::read_to_string(p.root().join("outbox/news/20261123T090000Z-edited.json")).unwrap();
+    assert!(
+        sent.contains("10:00 to 19:00"),
+        "the version sent is the edited one: {sent}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broken_config_on_reload_is_refused_and_the_old_one_kept() {
+    let p = Project::new(NEWS);
+    three_posts(&p);
+    let clock = TestClock::at("2026-11-23T08:30:00Z");
+    let d = start(&p, &clock);
+    pass(5).await;
+    let good = std::fs::read_to_string(p.config()).unwrap();
+    std::fs::write(
+        p.config(),
+        good.replace("max_per_day = 2", "max_per_day = 0"),
+    )
+    .unwrap();
+    d.control.send(Control::Reload).unwrap();
+    pass(60).await; // past 10:00
+    assert_eq!(d.stop().await, 1, "still publishing with the old config");
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_input_is_held_untouched_and_good_files_still_go_out() {
+    let p = Project::new(NEWS);
+    let q = p.root().join("queue/news");
+    p.post(
+        "news/001-good.md",
+        "A perfectly fine post about trail shoes.\n",
+    );
+    p.post(
+        "news/bad-toml.md",
+        "+++\nat = \n+++\nBroken front matter.\n",
+    );
+    p.post(
+        "news/bad-key.md",
+        "+++\nprority = 3\n+++\nA typo in a key.\n",
+    );
+    p.post("news/yaml.md", "---\ntitle: x\n---\nYAML front matter.\n");
+    p.post("news/empty.md", "");
+    std::fs::write(q.join("binary.md"), [0u8, 159, 146, 150, 0, 1]).unwrap();
+    std::fs::write(q.join("latin1.md"), b"Caf\xe9 con leche\n").unwrap();
+    std::fs::write(q.join("huge.md"), "x".repeat(300 * 1024)).unwrap();
+    p.post(
+        "news/no-media.md",
+        "+++\nmedia = [{ path = \"missing.png\", alt = \"x\" }]\n+++\nWhere is it?\n",
+    );
+    p.post(
+        "news/escape.md",
+        "+++\nmedia = [{ path = \"../../../etc/passwd\", alt = \"x\" }]\n+++\nOut!\n",
+    );
+    std::os::unix::fs::symlink("/etc/hostname", q.join("link-out.md")).unwrap();
+    let fifo = std::ffi::CString::new(q.join("pipe.md").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    std::fs::create_dir_all(p.root().join("queue/unknown-channel")).unwrap();
+    std::fs::write(p.root().join("queue/unknown-channel/a.md"), "hello").unwrap();
+
+    let clock = TestClock::at("2026-11-23T08:30:00Z");
+    let d = start(&p, &clock);
+    pass(60).await; // past 10:00
+    assert_eq!(d.stop().await, 1, "the good file went out");
+    assert!(exists(&p, "news/published/001-good.md"));
+    for bad in [
+        "bad-toml.md",
+        "bad-key.md",
+        "yaml.md",
+        "empty.md",
+        "binary.md",
+        "latin1.md",
+        "huge.md",
+        "no-media.md",
+        "escape.md",
+        "link-out.md",
+        "pipe.md",
+    ] {
+        let path = q.join(bad);
+        assert!(
+            std::fs::symlink_metadata(&path).is_ok(),
+            "{bad} is still there"
+        );
+        let note = std::fs::read_to_string(q.join(format!("{bad}.held")))
+            .unwrap_or_else(|e| panic!("{bad}.held: {e}"));
+        assert!(note.contains(bad), "the note names the file: {note}");
+        assert_eq!(statuses(&p, &format!("news/{bad}")), ["held"], "{bad}");
+    }
+    assert!(p.root().join("queue/unknown-channel/a.md").exists());
+}
