@@ -293,6 +293,11 @@ impl FakeMastodon {
         self.shared.update(|s| s.create_faults.push_back(fault));
     }
 
+    /// Forgets the faults not used yet.
+    pub fn clear_faults(&self) {
+        self.shared.update(|s| s.create_faults.clear());
+    }
+
     /// Queues a fault for the next media upload.
     pub fn fail_next_upload(&self, fault: UploadFault) {
         self.shared.update(|s| s.upload_faults.push_back(fault));

@@ -2,6 +2,7 @@
 //! binary end to end.
 
 mod adapters;
+mod binary;
 mod cli;
 mod commands;
 mod daemon;

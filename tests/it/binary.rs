@@ -1,0 +1,208 @@
+//! The real `cadenced run` binary as systemd runs it: killed with SIGKILL at arbitrary
+//! moments while publishing to a Mastodon-like server that also fails some requests, and
+//! talking the notify protocol on a real datagram socket.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::fake_mastodon::{CreateFault, FakeMastodon, TOKEN};
+use crate::support::Project;
+
+fn cadenced(p: &Project, log: &Path) -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cadenced"));
+    cmd.current_dir(p.root())
+        .args(["run", "--config"])
+        .arg(p.config())
+        .env("SHOP_TOKEN", TOKEN)
+        .env("RUST_LOG", "debug")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        );
+    cmd
+}
+
+fn kill9(child: &mut Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+}
+
+fn published(p: &Project) -> usize {
+    std::fs::read_dir(p.root().join("queue/shop/published"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "md")
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+const TEXTS: [&str; 8] = [
+    "New trail runners arrived today in six colours",
+    "How to keep suede dry through a rainy winter week",
+    "Our free repair workshop is back on 12 December",
+    "Kids sizes are restocked in every colour this weekend",
+    "Meet Ana, who has repaired our customers' soles for ten years",
+    "Five ways to lace your sneakers for wide feet",
+    "The recycled canvas line explained, from bottle to shoe",
+    "冬季促销：全场运动鞋八折，周六门店还有免费护理讲座",
+];
+
+#[test]
+fn sigkill_at_arbitrary_moments_posts_each_file_exactly_once() {
+    let server = FakeMastodon::start_on_thread();
+    // Failures the platform throws in, before and after the status is created; the hangs
+    // keep a request in flight after the status exists, so a kill lands mid-request.
+    for fault in [
+        CreateFault::HangAfterCreate,
+        CreateFault::ErrorAfterCreate(500),
+        CreateFault::ErrorBeforeCreate(503),
+        CreateFault::HangAfterCreate,
+        CreateFault::DropAfterCreate,
+        CreateFault::ErrorAfterCreate(502),
+        CreateFault::HangAfterCreate,
+    ] {
+        server.fail_next_create(fault);
+    }
+    let p = Project::new(&format!(
+        r#"
+[defaults]
+timezone = "UTC"
+
+[channels.shop]
+platform = "mastodon"
+instance = "{}"
+token = {{ env = "SHOP_TOKEN" }}
+slots = ["* * * * * *"]
+max_per_day = 100
+min_gap = "0s"
+max_characters = 500
+"#,
+        server.url()
+    ));
+    for (i, text) in TEXTS.iter().enumerate() {
+        p.post(&format!("shop/{i:03}.md"), &format!("{text}\n"));
+    }
+    let stderr = p.root().join("stderr.log");
+
+    // Kill at moments spread over the publishing (a fixed sequence: repeatable, varied).
+    for millis in [1300, 450, 900, 250, 1700, 600, 1100, 350, 800, 1500] {
+        let mut child = cadenced(&p, &stderr).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(millis)); // the kill's moment, not a wait for an event
+        kill9(&mut child);
+        if published(&p) == TEXTS.len() {
+            break;
+        }
+    }
+    // Then let it finish: every post reaches the server, every file reaches published/.
+    server.clear_faults();
+    let mut child = cadenced(&p, &stderr).spawn().unwrap();
+    server.wait_until_blocking("every text posted", |s| {
+        TEXTS.iter().all(|t| s.statuses_with_text(t) >= 1)
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while published(&p) < TEXTS.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success(), "SIGTERM exits 0");
+
+    for text in TEXTS {
+        assert_eq!(
+            server.statuses_with_text(text),
+            1,
+            "posted exactly once: {text}"
+        );
+    }
+    assert_eq!(published(&p), TEXTS.len(), "every file ends in published/");
+    let left: Vec<_> = std::fs::read_dir(p.root().join("queue/shop"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".md"))
+        .collect();
+    assert!(left.is_empty(), "nothing left in the queue: {left:?}");
+
+    // The kills did land mid-request: restarts resent interrupted attempts with their key.
+    let logs = std::fs::read_to_string(&stderr).unwrap();
+    assert!(
+        logs.contains("resending an interrupted attempt with the same idempotency key"),
+        "no kill interrupted a request"
+    );
+    assert!(
+        server.create_requests() > TEXTS.len(),
+        "the faults and kills caused resends"
+    );
+
+    // The token reached the server and nowhere else.
+    assert!(!logs.contains(TOKEN), "a log line holds the token");
+    let db = std::fs::read(p.root().join("state/cadenced.sqlite")).unwrap();
+    assert!(
+        !db.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
+        "the database holds the token"
+    );
+}
+
+#[test]
+fn the_notify_socket_hears_ready_status_watchdog_and_stopping() {
+    let p = Project::new(
+        "[defaults]\ntimezone = \"UTC\"\n\n[channels.news]\nplatform = \"outbox\"\nslots = [\"10:00\"]\n",
+    );
+    p.post("news/a.md", "A post that waits for ten o'clock.\n");
+    let socket_path = p.root().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let child = Command::new(assert_cmd::cargo::cargo_bin("cadenced"))
+        .current_dir(p.root())
+        .args(["run", "--config"])
+        .arg(p.config())
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "2000000")
+        .env("JOURNAL_STREAM", "8:1234")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 512];
+    let mut wait_for = |prefix: &str, heard: &mut Vec<String>| {
+        loop {
+            let n = socket
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("waiting for {prefix}: {e}; heard {heard:?}"));
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            heard.push(msg.clone());
+            if msg.starts_with(prefix) {
+                return msg;
+            }
+        }
+    };
+    wait_for("READY=1", &mut heard);
+    let status = wait_for("STATUS=", &mut heard);
+    assert!(status.contains("1 queued"), "{status}");
+    wait_for("WATCHDOG=1", &mut heard);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    wait_for("STOPPING=1", &mut heard);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    // Under journald, lines carry no timestamp of their own.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        !first.starts_with("20"),
+        "no timestamp under journald: {first}"
+    );
+}
