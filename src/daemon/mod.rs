@@ -430,7 +430,7 @@ impl Daemon {
             .collect();
         self.finish_interrupted_moves(&present);
         let review = review::review(&self.config, scan, &log, now);
-        self.log_versions(&review, now);
+        self.log_versions(&review, &log, now);
         self.log_withdrawals(&present, now);
 
         for ch in self.config.channels.clone() {
@@ -636,8 +636,16 @@ impl Daemon {
 
     /// Logs each new version of a file once (`accepted` or `held`) and keeps its `.held`
     /// note in step with its verdict.
-    fn log_versions(&self, review: &review::Review, now: Timestamp) {
+    fn log_versions(&self, review: &review::Review, log: &LogView, now: Timestamp) {
         for f in &review.files {
+            // Being sent (or interrupted, reconciled at the next start): not a new verdict.
+            if log
+                .unsure
+                .get(&f.id)
+                .is_some_and(|state| state == "sending")
+            {
+                continue;
+            }
             let (status, diag): (&str, Option<&Diagnostic>) = match &f.verdict {
                 Verdict::Ready(_) | Verdict::Expired(_) => ("accepted", None),
                 Verdict::Held(d) | Verdict::Invalid(d) => ("held", Some(d)),

@@ -47,7 +47,8 @@ CREATE TABLE attempts (
     hash            TEXT NOT NULL,
     -- the normalized text, so uniqueness can be checked against it later
     normalized      TEXT NOT NULL,
-    -- committed before the request goes out; the instant that counts for cap and gap
+    -- committed before the request goes out; counts for cap and gap until the outcome is
+    -- known (a published attempt counts at `finished`: see COUNTED_AT)
     started         TEXT NOT NULL,
     state           TEXT NOT NULL CHECK (state IN
                         ('sending', 'published', 'failed', 'unknown', 'retried', 'resolved')),
@@ -164,6 +165,12 @@ pub struct PastRow {
 
 /// States of an attempt that count for cap, gap and uniqueness: an unsure outcome counts.
 const COUNTING_STATES: &str = "('sending', 'published', 'unknown', 'resolved')";
+
+/// The instant an attempt counts at: a post counts on the local day it actually went out,
+/// so a published attempt counts when the platform took it (a retry may cross midnight);
+/// others (in flight, unsure, resolved by hand later) count when they started.
+const COUNTED_AT: &str =
+    "CASE WHEN state = 'published' THEN COALESCE(finished, started) ELSE started END";
 
 pub fn format_time(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
@@ -371,10 +378,10 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT started FROM attempts
-                 WHERE channel = ?1 AND started >= ?2 AND state IN {COUNTING_STATES}
+                "SELECT {COUNTED_AT} AS at FROM attempts
+                 WHERE channel = ?1 AND {COUNTED_AT} >= ?2 AND state IN {COUNTING_STATES}
                    AND (dry_run = 0 OR ?3)
-                 ORDER BY started"
+                 ORDER BY at"
             ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -395,8 +402,9 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT file, channel, platform, started, normalized, dry_run FROM attempts
-                 WHERE started >= ?1 AND state IN {COUNTING_STATES} ORDER BY started"
+                "SELECT file, channel, platform, {COUNTED_AT} AS at, normalized, dry_run
+                 FROM attempts
+                 WHERE {COUNTED_AT} >= ?1 AND state IN {COUNTING_STATES} ORDER BY at"
             ))
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -554,9 +562,10 @@ mod tests {
         let hist = store
             .history("shop-x", t("2026-11-01T00:00:00Z"), false)
             .unwrap();
+        // Published counts when the platform took it; the one still sending, when it started.
         assert_eq!(
             hist,
-            vec![t("2026-11-22T09:00:00Z"), t("2026-11-22T15:00:00Z")]
+            vec![t("2026-11-22T09:00:01Z"), t("2026-11-22T15:00:00Z")]
         );
         let past = store.past_posts(t("2026-11-01T00:00:00Z"), &[]).unwrap();
         assert_eq!(past.len(), 2);

@@ -313,3 +313,81 @@ async fn bad_input_is_held_untouched_and_good_files_still_go_out() {
     }
     assert!(p.root().join("queue/unknown-channel/a.md").exists());
 }
+
+/// A post whose retries cross midnight counts on the local day it actually went out: the
+/// next post that day waits for the cap. Real time here (a real program runs), compressed
+/// to seconds: the clock starts at 23:59:57 in Madrid.
+#[tokio::test]
+async fn retries_that_cross_midnight_count_on_the_day_the_post_went_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("post.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nn=$(cat '{d}/count' 2>/dev/null || echo 0); n=$((n+1)); echo $n > '{d}/count'\ncat > /dev/null\n[ $n -le 2 ] && exit 75\necho '{{\"id\":\"42\",\"url\":\"https://example.test/42\"}}'\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let p = Project::new(&format!(
+        r#"
+[defaults]
+timezone = "Europe/Madrid"
+
+[channels.hook]
+platform = "exec"
+command = ["/bin/sh", "{}"]
+timeout = "10s"
+slots = ["59 59 23 * * *", "5 0 0 * * *"]
+max_per_day = 1
+min_gap = "0s"
+"#,
+        script.display()
+    ));
+    p.post(
+        "hook/a-late.md",
+        "The last post of Sunday, sent a second before midnight.\n",
+    );
+    p.post(
+        "hook/b-next.md",
+        "A Monday post that must wait for Monday's cap.\n",
+    );
+    let clock = TestClock::at("2026-11-22T22:59:57Z"); // 23:59:57 on Sunday in Madrid
+    let (control, rx) = mpsc::unbounded_channel();
+    let options = Options {
+        settle: Duration::ZERO,
+        max_sleep: Duration::from_secs(1),
+        backoff: Duration::from_millis(900),
+        ..Options::default()
+    };
+    let config = p.config();
+    let dyn_clock: Arc<dyn cadenced::clock::Clock> = clock.clone();
+    let handle =
+        tokio::spawn(async move { daemon::run(&config, dyn_clock, options, Some(rx)).await });
+    tokio::time::sleep(Duration::from_secs(12)).await; // to 00:00:09 on Monday
+    control.send(Control::Stop).unwrap();
+    assert_eq!(handle.await.unwrap().unwrap(), 1);
+
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("count"))
+            .unwrap()
+            .trim(),
+        "3"
+    );
+    assert_eq!(
+        statuses(&p, "hook/a-late.md"),
+        ["accepted", "sending", "sending", "sending", "published"],
+        "two transient failures, then published after midnight"
+    );
+    assert!(
+        exists(&p, "hook/b-next.md"),
+        "Monday's cap was used by the post that went out on Monday"
+    );
+    assert!(
+        log(&p)
+            .iter()
+            .any(|(s, f, d)| s == "deferred" && f == "hook/b-next.md" && d.contains("2026-11-23")),
+        "{:#?}",
+        log(&p)
+    );
+}
