@@ -185,7 +185,7 @@ pub async fn run_config(
     loop {
         let now = daemon.now();
         let next = daemon.next_wake(now);
-        daemon.report_status(now, next);
+        daemon.report_status(now, next.clone());
         if let Some(interval) = daemon.notifier.watchdog_interval()
             && last_watchdog.elapsed() >= interval / 2
         {
@@ -199,7 +199,7 @@ pub async fn run_config(
             break;
         }
         let mut sleep = daemon.shared.options.max_sleep;
-        if let Some(next) = next {
+        if let Some((next, _)) = &next {
             let until = next.duration_since(now).max(SignedDuration::ZERO);
             sleep = sleep.min(Duration::try_from(until).unwrap_or_default());
         }
@@ -772,7 +772,8 @@ impl Daemon {
         }
     }
 
-    fn next_wake(&self, now: Timestamp) -> Option<Timestamp> {
+    /// The earliest next wake of any enabled channel, with that channel.
+    fn next_wake(&self, now: Timestamp) -> Option<(Timestamp, String)> {
         let log = self
             .shared
             .with_store(|s| LogView::load(s, &self.config, now))
@@ -793,7 +794,12 @@ impl Daemon {
             .sim_channels(&self.config, &log)
             .iter()
             .filter(|c| !self.disabled.contains_key(&c.name))
-            .filter_map(|c| policy::next_wake(&c.rules, &c.history, &c.pending, now))
+            .filter_map(|c| {
+                Some((
+                    policy::next_wake(&c.rules, &c.history, &c.pending, now)?,
+                    c.name.clone(),
+                ))
+            })
             .min()
     }
 
@@ -828,7 +834,8 @@ impl Daemon {
         })
     }
 
-    fn report_status(&self, now: Timestamp, next: Option<Timestamp>) {
+    /// `STATUS=` for systemd, e.g. "12 queued; next: shop-x Mon 17:30".
+    fn report_status(&self, now: Timestamp, next: Option<(Timestamp, String)>) {
         let names: Vec<&str> = self
             .config
             .channels
@@ -837,14 +844,12 @@ impl Daemon {
             .collect();
         let queued = queue::scan(&self.config.queue, &names).files.len();
         let next_text = match next {
-            Some(t) => {
+            Some((t, channel)) => {
                 let tz = self
-                    .config
-                    .channels
-                    .first()
+                    .channel(&channel)
                     .map(|c| c.rules.timezone.clone())
                     .unwrap_or(jiff::tz::TimeZone::UTC);
-                t.to_zoned(tz).strftime("%a %H:%M").to_string()
+                format!("{channel} {}", t.to_zoned(tz).strftime("%a %H:%M"))
             }
             None => "nothing scheduled".to_string(),
         };

@@ -50,6 +50,15 @@ pub(crate) async fn publish(
         tries += 1;
         let result = adapter.publish(post, shared.clock.now()).await;
         let now = shared.clock.now();
+        let status = match &result {
+            Ok(receipt) => receipt.http_status,
+            Err(e) => e.http_status(),
+        };
+        if let Some(code) = status
+            && let Err(e) = shared.with_store(|s| s.set_http_status(claim.attempt_id, code))
+        {
+            tracing::warn!("could not record the HTTP status: {e}");
+        }
         let (reason, retry_after) = match result {
             Ok(receipt) => {
                 record_published(shared, &claim, post, &receipt, now);

@@ -163,6 +163,17 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Records the HTTP status the platform answered an attempt with.
+    pub fn set_http_status(&self, attempt: i64, status: u16) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE attempts SET http_status = ?2 WHERE id = ?1",
+                params![attempt, status],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// Logs a resend of an attempt (a `sending` row pointing at the same attempt).
     pub fn log_resend(&self, attempt: i64, at: Timestamp, detail: &str) -> Result<()> {
         self.conn

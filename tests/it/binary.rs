@@ -192,7 +192,7 @@ fn the_notify_socket_hears_ready_status_watchdog_and_stopping() {
     };
     wait_for("READY=1", &mut heard);
     let status = wait_for("STATUS=", &mut heard);
-    assert!(status.contains("1 queued"), "{status}");
+    assert!(status.contains("1 queued; next: news "), "{status}");
     wait_for("WATCHDOG=1", &mut heard);
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     wait_for("STOPPING=1", &mut heard);
