@@ -115,32 +115,21 @@ pub async fn run(
     })
 }
 
+/// The log as the demo prints it: the same rows `cadenced log` reads.
 fn render_log(database: &Path) -> anyhow::Result<String> {
-    let conn = rusqlite::Connection::open_with_flags(
-        database,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
-    let mut stmt = conn.prepare(
-        "SELECT time, channel, status, file, COALESCE(remote_id, ''), detail FROM publish_log",
-    )?;
+    let Some(store) = crate::store::Store::open_read_only(database)? else {
+        return Ok(String::new());
+    };
     let mut out = String::new();
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-        ))
-    })?;
-    for row in rows {
-        let (time, channel, status, file, remote, detail) = row?;
-        let extra = if !remote.is_empty() { remote } else { detail };
+    for row in store.log_rows(&crate::store::LogQuery::default())? {
+        let extra = row.remote_id.unwrap_or(row.detail);
         let _ = writeln!(
             out,
-            "{}  {channel:<14} {status:<10} {file}  {extra}",
-            &time[..19]
+            "{}  {:<14} {:<10} {}  {extra}",
+            row.time.strftime("%H:%M:%S"),
+            row.channel,
+            row.status,
+            row.file
         );
     }
     Ok(out)

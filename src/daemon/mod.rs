@@ -404,13 +404,7 @@ impl Daemon {
                 return;
             }
         };
-        let names: Vec<&str> = self
-            .config
-            .channels
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
-        let mut scan = queue::scan(&self.config.queue, &names);
+        let mut scan = queue::scan(&self.config.queue, &self.channel_names());
         // A file written in place is taken only once it has settled; the watcher says so
         // (Ready) or its modification time does.
         let settle = self.shared.options.settle;
@@ -772,24 +766,27 @@ impl Daemon {
         }
     }
 
-    /// The earliest next wake of any enabled channel, with that channel.
-    fn next_wake(&self, now: Timestamp) -> Option<(Timestamp, String)> {
+    fn channel_names(&self) -> Vec<&str> {
+        self.config
+            .channels
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    /// The queue as `review` judges it now, with the log it was judged against.
+    fn snapshot(&self, now: Timestamp) -> Option<(review::Review, LogView)> {
         let log = self
             .shared
             .with_store(|s| LogView::load(s, &self.config, now))
             .ok()?;
-        let names: Vec<&str> = self
-            .config
-            .channels
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
-        let review = review::review(
-            &self.config,
-            queue::scan(&self.config.queue, &names),
-            &log,
-            now,
-        );
+        let scan = queue::scan(&self.config.queue, &self.channel_names());
+        Some((review::review(&self.config, scan, &log, now), log))
+    }
+
+    /// The earliest next wake of any enabled channel, with that channel.
+    fn next_wake(&self, now: Timestamp) -> Option<(Timestamp, String)> {
+        let (review, log) = self.snapshot(now)?;
         review
             .sim_channels(&self.config, &log)
             .iter()
@@ -807,24 +804,9 @@ impl Daemon {
         if !self.tasks.is_empty() {
             return false;
         }
-        let Ok(log) = self
-            .shared
-            .with_store(|s| LogView::load(s, &self.config, now))
-        else {
+        let Some((review, _)) = self.snapshot(now) else {
             return false;
         };
-        let names: Vec<&str> = self
-            .config
-            .channels
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
-        let review = review::review(
-            &self.config,
-            queue::scan(&self.config.queue, &names),
-            &log,
-            now,
-        );
         // Done when nothing is left that a slot could publish (future appointments aside).
         !review.files.iter().any(|f| match &f.verdict {
             Verdict::Ready(p) => {
@@ -836,13 +818,9 @@ impl Daemon {
 
     /// `STATUS=` for systemd, e.g. "12 queued; next: shop-x Mon 17:30".
     fn report_status(&self, now: Timestamp, next: Option<(Timestamp, String)>) {
-        let names: Vec<&str> = self
-            .config
-            .channels
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
-        let queued = queue::scan(&self.config.queue, &names).files.len();
+        let queued = queue::scan(&self.config.queue, &self.channel_names())
+            .files
+            .len();
         let next_text = match next {
             Some((t, channel)) => {
                 let tz = self

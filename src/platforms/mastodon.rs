@@ -91,31 +91,8 @@ pub fn validate(limits: &Limits, post: &PostView<'_>) -> Vec<Violation> {
         ));
     }
 
-    if post.media.len() > MAX_MEDIA {
-        out.push(Violation::new(
-            format!(
-                "{} media files are attached; Mastodon allows at most {MAX_MEDIA} per post",
-                post.media.len()
-            ),
-            format!(
-                "remove {} of them, or spread them over two posts",
-                post.media.len() - MAX_MEDIA
-            ),
-        ));
-    }
-    for media in post.media {
-        let Some(alt) = &media.alt else { continue };
-        let len = alt.chars().count();
-        if len > MAX_DESCRIPTION {
-            out.push(Violation::new(
-                format!(
-                    "alt text of {} is {len} characters; Mastodon allows {MAX_DESCRIPTION}",
-                    media.path.display()
-                ),
-                format!("shorten it by {} characters", len - MAX_DESCRIPTION),
-            ));
-        }
-    }
+    super::check_media_count("Mastodon", MAX_MEDIA, post.media, &mut out);
+    super::check_alt_length("Mastodon", MAX_DESCRIPTION, post.media, &mut out);
 
     check_fields(post.fields, &mut out);
     out

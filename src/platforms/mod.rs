@@ -150,3 +150,46 @@ impl Violation {
         }
     }
 }
+
+/// At most `max` media files per post, in `platform`'s words.
+pub(crate) fn check_media_count(
+    platform: &str,
+    max: usize,
+    media: &[MediaInfo],
+    out: &mut Vec<Violation>,
+) {
+    if media.len() > max {
+        out.push(Violation::new(
+            format!(
+                "{} media files are attached; {platform} allows at most {max} per post",
+                media.len()
+            ),
+            format!(
+                "remove {} of them, or spread them over two posts",
+                media.len() - max
+            ),
+        ));
+    }
+}
+
+/// Alt texts of at most `max` characters, in `platform`'s words.
+pub(crate) fn check_alt_length(
+    platform: &str,
+    max: usize,
+    media: &[MediaInfo],
+    out: &mut Vec<Violation>,
+) {
+    for m in media {
+        let Some(alt) = &m.alt else { continue };
+        let len = alt.chars().count();
+        if len > max {
+            out.push(Violation::new(
+                format!(
+                    "alt text of {} is {len} characters; {platform} allows {max}",
+                    m.path.display()
+                ),
+                format!("shorten it by {} characters", len - max),
+            ));
+        }
+    }
+}

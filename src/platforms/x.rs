@@ -84,31 +84,8 @@ pub fn validate(limits: &Limits, post: &PostView<'_>) -> Vec<Violation> {
         ));
     }
 
-    if post.media.len() > MAX_MEDIA {
-        out.push(Violation::new(
-            format!(
-                "{} media files are attached; X allows at most {MAX_MEDIA} per post",
-                post.media.len()
-            ),
-            format!(
-                "remove {} of them, or spread them over two posts",
-                post.media.len() - MAX_MEDIA
-            ),
-        ));
-    }
-    for media in post.media {
-        let Some(alt) = &media.alt else { continue };
-        let len = alt.chars().count();
-        if len > MAX_ALT_TEXT {
-            out.push(Violation::new(
-                format!(
-                    "alt text of {} is {len} characters; X allows {MAX_ALT_TEXT}",
-                    media.path.display()
-                ),
-                format!("shorten it by {} characters", len - MAX_ALT_TEXT),
-            ));
-        }
-    }
+    super::check_media_count("X", MAX_MEDIA, post.media, &mut out);
+    super::check_alt_length("X", MAX_ALT_TEXT, post.media, &mut out);
 
     check_fields(post.fields, &mut out);
     out

@@ -336,3 +336,51 @@ fn a_missing_config_says_where_it_looked() {
         .code(2)
         .stderr(predicate::str::contains("nowhere/cadenced.toml"));
 }
+
+#[test]
+fn the_demo_publishes_the_example_and_prints_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = assert_cmd::Command::cargo_bin("cadenced")
+        .unwrap()
+        .current_dir(tmp.path())
+        .env("TMPDIR", tmp.path())
+        .env_remove("CADENCED_CONFIG")
+        .args(["demo", "--seconds", "60"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    // The four slot posts; after 27 November the example's Black Friday appointments are
+    // overdue and may go out (or expire) too, so at least four.
+    let published = text.lines().filter(|l| l.contains(" published ")).count();
+    assert!(published >= 4, "{text}");
+    for file in [
+        "shop-x/002-winter-care.md",
+        "shop-mastodon/002-winter-sale-zh.md",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("published") && l.contains(file)),
+            "{file}: {text}"
+        );
+    }
+    // Everything it wrote is inside its own temporary folder.
+    let demo = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(
+        demo.join("queue/shop-x/published/002-winter-care.md")
+            .exists()
+    );
+    assert!(
+        std::fs::read_dir(demo.join("outbox/shop-x"))
+            .unwrap()
+            .count()
+            >= 1
+    );
+}
