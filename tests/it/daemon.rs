@@ -391,3 +391,25 @@ min_gap = "0s"
         log(&p)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_channel_whose_credential_cannot_be_read_is_disabled_and_the_others_keep_running() {
+    let p = Project::new(&format!(
+        "{NEWS}\n[channels.masto]\nplatform = \"mastodon\"\ninstance = \"http://127.0.0.1:9\"\ntoken = {{ env = \"CADENCED_TEST_TOKEN_THAT_IS_NOT_SET\" }}\nslots = [\"10:00\"]\n"
+    ));
+    p.post(
+        "news/001.md",
+        "Trail runners in six colours, in store today.\n",
+    );
+    p.post("masto/001.md", "A toot that has no token to go out with.\n");
+    let clock = TestClock::at("2026-11-23T08:30:00Z");
+    let d = start(&p, &clock);
+    pass(60).await; // past 10:00
+    assert_eq!(d.stop().await, 1, "the healthy channel published");
+    assert!(exists(&p, "news/published/001.md"));
+    assert!(
+        exists(&p, "masto/001.md"),
+        "the disabled channel's post waits in the queue"
+    );
+    assert!(!statuses(&p, "masto/001.md").iter().any(|s| s == "sending"));
+}
