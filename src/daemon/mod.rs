@@ -184,8 +184,12 @@ pub async fn run_config(
     let mut last_watchdog = tokio::time::Instant::now();
     loop {
         let now = daemon.now();
-        let next = daemon.next_wake(now);
-        daemon.report_status(now, next.clone());
+        // One look at the queue and the log per wake, shared by the three questions below.
+        let snapshot = daemon.snapshot(now);
+        let next = snapshot.as_ref().and_then(|s| daemon.next_wake(s, now));
+        if let Some((review, _)) = &snapshot {
+            daemon.report_status(review, next.clone());
+        }
         if let Some(interval) = daemon.notifier.watchdog_interval()
             && last_watchdog.elapsed() >= interval / 2
         {
@@ -195,7 +199,11 @@ pub async fn run_config(
                 last_watchdog = tokio::time::Instant::now();
             }
         }
-        if daemon.shared.options.exit_when_done && daemon.is_done(now) {
+        if daemon.shared.options.exit_when_done
+            && snapshot
+                .as_ref()
+                .is_some_and(|(review, _)| daemon.is_done(review, now))
+        {
             break;
         }
         let mut sleep = daemon.shared.options.max_sleep;
@@ -405,6 +413,9 @@ impl Daemon {
             }
         };
         let mut scan = queue::scan(&self.config.queue, &self.channel_names());
+        // Forget "ready" marks of files that left the queue, so the set stays bounded.
+        let in_queue: HashSet<&PathBuf> = scan.files.iter().map(|f| &f.path).collect();
+        self.ready.retain(|p| in_queue.contains(p));
         // A file written in place is taken only once it has settled; the watcher says so
         // (Ready) or its modification time does.
         let settle = self.shared.options.settle;
@@ -785,10 +796,13 @@ impl Daemon {
     }
 
     /// The earliest next wake of any enabled channel, with that channel.
-    fn next_wake(&self, now: Timestamp) -> Option<(Timestamp, String)> {
-        let (review, log) = self.snapshot(now)?;
+    fn next_wake(
+        &self,
+        (review, log): &(review::Review, LogView),
+        now: Timestamp,
+    ) -> Option<(Timestamp, String)> {
         review
-            .sim_channels(&self.config, &log)
+            .sim_channels(&self.config, log)
             .iter()
             .filter(|c| !self.disabled.contains_key(&c.name))
             .filter_map(|c| {
@@ -800,13 +814,10 @@ impl Daemon {
             .min()
     }
 
-    fn is_done(&self, now: Timestamp) -> bool {
+    fn is_done(&self, review: &review::Review, now: Timestamp) -> bool {
         if !self.tasks.is_empty() {
             return false;
         }
-        let Some((review, _)) = self.snapshot(now) else {
-            return false;
-        };
         // Done when nothing is left that a slot could publish (future appointments aside).
         !review.files.iter().any(|f| match &f.verdict {
             Verdict::Ready(p) => {
@@ -817,10 +828,8 @@ impl Daemon {
     }
 
     /// `STATUS=` for systemd, e.g. "12 queued; next: shop-x Mon 17:30".
-    fn report_status(&self, now: Timestamp, next: Option<(Timestamp, String)>) {
-        let queued = queue::scan(&self.config.queue, &self.channel_names())
-            .files
-            .len();
+    fn report_status(&self, review: &review::Review, next: Option<(Timestamp, String)>) {
+        let queued = review.files.len();
         let next_text = match next {
             Some((t, channel)) => {
                 let tz = self
@@ -836,7 +845,6 @@ impl Daemon {
         } else {
             format!("; {} channel(s) disabled", self.disabled.len())
         };
-        let _ = now;
         self.notifier
             .status(&format!("{queued} queued; next: {next_text}{disabled}"));
     }
