@@ -675,7 +675,7 @@ pub fn redact_url_password(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    //! The plans against the platforms' own contracts (`../shared/platforms/contracts`):
+    //! The plans against the platforms' own contracts (`tests/data/contracts`):
     //! request bodies are validated against the OpenAPI schemas (X, Mastodon) and the atproto
     //! lexicons (Bluesky) by a small validator below. A full JSON-Schema crate would cover
     //! only the OpenAPI files (lexicons are not JSON Schema) and add a long build; this one
@@ -692,7 +692,7 @@ mod tests {
     const NOW: &str = "2026-11-27T09:00:00.250Z";
 
     fn contracts() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/platforms/contracts")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/contracts")
     }
 
     fn load(rel: &str) -> Value {
