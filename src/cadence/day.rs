@@ -25,6 +25,18 @@ impl LocalDay {
     }
 }
 
+/// An instant as people read it in messages: in the channel's zone, with the zone named,
+/// e.g. `Sat 2026-11-28 09:00 CET` (seconds only when they are not zero). Every message that
+/// shows a time to a user goes through this, so no message mixes UTC and local clocks.
+pub fn show(t: Timestamp, tz: &TimeZone) -> String {
+    let z = t.to_zoned(tz.clone());
+    if z.second() == 0 {
+        z.strftime("%a %Y-%m-%d %H:%M %Z").to_string()
+    } else {
+        z.strftime("%a %Y-%m-%d %H:%M:%S %Z").to_string()
+    }
+}
+
 /// The local day that contains `t` in `tz`.
 pub fn local_day(t: Timestamp, tz: &TimeZone) -> LocalDay {
     day_of_date(tz.to_datetime(t).date(), tz)

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::cadence::day;
 use crate::clock::Clock;
 use crate::config;
 use crate::diag::Diagnostic;
@@ -26,6 +27,8 @@ struct Summary {
     channels: usize,
     files: usize,
     ready: usize,
+    /// Ready posts whose `at` has passed (counted in `ready` too).
+    overdue: usize,
     held: usize,
     invalid: usize,
     expired: usize,
@@ -56,8 +59,30 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
         ..Summary::default()
     };
     for f in &review.files {
+        let channel = loaded.config.channels.iter().find(|c| c.name == f.channel);
+        let tz = channel.map_or(jiff::tz::TimeZone::UTC, |c| c.rules.timezone.clone());
         match &f.verdict {
-            Verdict::Ready(_) => summary.ready += 1,
+            Verdict::Ready(p) => {
+                summary.ready += 1;
+                // Ready, but not when its writer meant: say so rather than let "ready"
+                // suggest it goes out as planned. Within `catch_up` the policy still treats
+                // it as due; later, it waits for a slot like any post (cadence::policy).
+                if let (Some(at), Some(ch)) = (p.at.filter(|at| *at < now), channel) {
+                    summary.overdue += 1;
+                    let when = if now.duration_since(at) <= ch.rules.catch_up {
+                        "it goes out as soon as the daily cap and the minimum gap allow"
+                    } else {
+                        "it goes out at one of the channel's slots instead"
+                    };
+                    diags.push(
+                        Diagnostic::warning(
+                            &f.path,
+                            format!("its time, {}, has passed: {when}", day::show(at, &tz)),
+                        )
+                        .with_help("to give it a new time, change `at`; if it must not go out late, set `expires` or remove the file"),
+                    );
+                }
+            }
             Verdict::Invalid(d) => {
                 summary.invalid += 1;
                 diags.push(d.clone());
@@ -69,8 +94,11 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
             Verdict::Expired(at) => {
                 summary.expired += 1;
                 diags.push(
-                    Diagnostic::warning(&f.path, format!("expired at {at} before it was published"))
-                        .with_help("the daemon will move it to expired/; change or remove `expires` to publish it"),
+                    Diagnostic::warning(
+                        &f.path,
+                        format!("it expired at {} before it was published", day::show(*at, &tz)),
+                    )
+                    .with_help("the daemon will move it to expired/; to publish it, set a later `expires` or remove it"),
                 );
             }
         }
@@ -89,13 +117,18 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
             println!("{}", out.show(d));
         }
         println!(
-            "{}: {} channel{}, {} queued file{}: {} ready, {} held, {} invalid, {} expired; {} error{}, {} warning{}",
+            "{}: {} channel{}, {} queued file{}: {} ready{}, {} held, {} invalid, {} expired; {} error{}, {} warning{}",
             out.path(&loaded.config.path),
             summary.channels,
             plural(summary.channels),
             summary.files,
             plural(summary.files),
             summary.ready,
+            if summary.overdue > 0 {
+                format!(" ({} overdue)", summary.overdue)
+            } else {
+                String::new()
+            },
             summary.held,
             summary.invalid,
             summary.expired,

@@ -2,6 +2,7 @@
 //! example with slots seconds apart, publishes to the outbox (no network, no account), then
 //! prints the publish log. Nothing in the repository or the current folder is touched.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::daemon;
 
+use super::Output;
 use super::run::{init_logging, runtime};
 
 #[derive(Debug, clap::Args)]
@@ -18,7 +20,16 @@ pub struct Args {
     pub seconds: u64,
 }
 
-pub fn run(args: Args, clock: Arc<dyn Clock>) -> ExitCode {
+pub fn run(config: Option<&Path>, args: Args, clock: Arc<dyn Clock>, out: &Output) -> ExitCode {
+    // The demo always runs the bundled example; taking a config and ignoring it would show
+    // someone else's channels as if they were theirs.
+    if let Some(config) = config {
+        eprintln!(
+            "error: `cadenced demo` runs the bundled example and does not read {}.\nhelp: to see what your config would do, run `cadenced check --config {0}` and `cadenced plan --config {0}`.",
+            out.path(config)
+        );
+        return ExitCode::from(super::EXIT_CONFIG);
+    }
     init_logging("info");
     let folder = std::env::temp_dir().join(format!(
         "cadenced-demo-{}-{}",

@@ -92,7 +92,7 @@ pub fn run(cli: Cli, clock: Arc<dyn Clock>) -> ExitCode {
     let clock_ref: &dyn Clock = &*clock;
     match cli.command {
         Command::Run(args) => run::run(cli.config.as_deref(), args, clock.clone(), &out),
-        Command::Demo(args) => demo::run(args, clock.clone()),
+        Command::Demo(args) => demo::run(cli.config.as_deref(), args, clock.clone(), &out),
         Command::Check(args) => check::run(cli.config.as_deref(), args, clock_ref, &out),
         Command::Plan(args) => plan::run(cli.config.as_deref(), args, clock_ref, &out),
         Command::Log(args) => log::run(cli.config.as_deref(), args, clock_ref, &out),

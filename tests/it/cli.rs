@@ -352,10 +352,10 @@ fn the_demo_publishes_the_example_and_prints_the_log() {
         .stdout
         .clone();
     let text = String::from_utf8(out).unwrap();
-    // The four slot posts; after 27 November the example's Black Friday appointments are
-    // overdue and may go out (or expire) too, so at least four.
+    // Every bundled post, on any date: the demo moves the example's appointments to its start.
     let published = text.lines().filter(|l| l.contains(" published ")).count();
-    assert!(published >= 4, "{text}");
+    assert_eq!(published, 7, "{text}");
+    assert!(!text.contains("expired"), "{text}");
     for file in [
         "shop-x/002-winter-care.md",
         "shop-mastodon/002-winter-sale-zh.md",
@@ -383,4 +383,63 @@ fn the_demo_publishes_the_example_and_prints_the_log() {
             .count()
             >= 1
     );
+}
+
+#[test]
+fn check_does_not_call_a_post_whose_time_has_passed_just_ready() {
+    let p = Project::new(SOCIAL);
+    #[allow(clippy::disallowed_methods)] // the binary reads the real clock; so does the test
+    let now = Timestamp::now();
+    let madrid = TimeZone::get("Europe/Madrid").unwrap();
+    let write = |name: &str, ago: jiff::SignedDuration, text: &str| {
+        let at = (now - ago).to_zoned(madrid.clone());
+        p.post(
+            &format!("shop-x/{name}"),
+            &format!(
+                "+++\nat = \"{}\"\n+++\n{text}\n",
+                at.strftime("%Y-%m-%dT%H:%M:%S")
+            ),
+        );
+        at.timestamp()
+    };
+    let late = write(
+        "late.md",
+        jiff::SignedDuration::from_hours(3),
+        "Three hours late and past the catch-up window.",
+    );
+    write(
+        "recent.md",
+        jiff::SignedDuration::from_mins(10),
+        "Ten minutes late, still within catch-up.",
+    );
+    let out = p
+        .cmd(&["check"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    let shown = cadenced::cadence::day::show(late, &madrid);
+    assert!(
+        text.contains(&format!(
+            "its time, {shown}, has passed: it goes out at one of the channel's slots instead"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("as soon as the daily cap and the minimum gap allow"),
+        "{text}"
+    );
+    assert!(text.contains("2 ready (2 overdue)"), "{text}");
+}
+
+#[test]
+fn demo_refuses_a_config_instead_of_ignoring_it() {
+    let p = Project::new(SOCIAL);
+    p.cmd(&["demo"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("runs the bundled example"))
+        .stderr(predicate::str::contains("cadenced plan --config"));
 }

@@ -6,6 +6,7 @@ mod binary;
 mod cli;
 mod commands;
 mod daemon;
+mod demo;
 mod fake_mastodon;
 mod mastodon;
 mod plan_props;
