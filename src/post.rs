@@ -15,6 +15,8 @@ use jiff::tz::TimeZone;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use crate::cadence::day;
+
 /// A parsed post file: front matter and body. Pure data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Post {
@@ -47,9 +49,17 @@ pub enum PostTime {
 impl PostTime {
     /// The instant in the channel's zone: a local time inside a spring-forward gap is the
     /// first instant after the gap; one in a repeated hour is its first occurrence.
+    ///
+    /// [`parse`] only accepts times within [`day::FIRST_YEAR`]..=[`day::LAST_YEAR`], which
+    /// every zone maps to an instant; a time built otherwise, outside jiff's range, clamps
+    /// to the end of time it lies beyond rather than panicking.
     pub fn resolve(&self, tz: &TimeZone) -> Timestamp {
         match self {
-            PostTime::Local(dt) => crate::cadence::day::resolve_local(*dt, tz),
+            PostTime::Local(dt) => day::resolve_local(*dt, tz).unwrap_or(if dt.year() > 0 {
+                Timestamp::MAX
+            } else {
+                Timestamp::MIN
+            }),
             PostTime::Exact(t) => *t,
         }
     }
@@ -447,13 +457,32 @@ fn parse_time(key: &str, value: &toml::Value) -> Result<PostTime, (String, Strin
             ));
         }
     };
-    parse_time_str(text.trim()).map_err(|reason| {
+    let time = parse_time_str(text.trim()).map_err(|reason| {
         let message = match reason {
             Some(reason) => format!("`{key}` is not a valid date and time: `{text}` ({reason})"),
             None => format!("`{key}` is not a date and time in an accepted form: `{text}`"),
         };
         (message, TIME_FORMS.to_string())
-    })
+    })?;
+    // Far dates would overflow the arithmetic of slots, gaps and local days downstream.
+    let out_of_range = match time {
+        PostTime::Exact(t) => day::instant_out_of_range(t),
+        PostTime::Local(dt) => day::out_of_range(dt.date()),
+    };
+    match out_of_range {
+        None => Ok(time),
+        Some(reason) => Err((
+            format!("`{key}` is out of range: `{text}` ({reason})"),
+            if key == "expires" {
+                "for a post that should never expire, leave `expires` out; otherwise write a \
+                 date in the years named"
+                    .to_string()
+            } else {
+                "write the date the post should go out, e.g. `at = \"2026-11-27T09:00\"`"
+                    .to_string()
+            },
+        )),
+    }
 }
 
 /// `YYYY-MM-DD(T| )HH:MM[:SS[.f]][Z|±HH:MM]`. The shape is checked here because jiff alone
@@ -829,6 +858,37 @@ mod tests {
             e.message
         );
         assert_eq!(at(src, &e).0, 2);
+    }
+
+    #[test]
+    fn at_in_year_9999_is_an_error_not_a_panic() {
+        for (key, value) in [
+            ("at", "\"9999-12-31T23:59\""),
+            ("at", "9999-12-31T23:59:00"),
+            ("at", "\"9000-06-01T00:00:00Z\""),
+            ("expires", "\"9999-12-31T23:59\""),
+            ("at", "\"0001-01-01T00:00\""),
+            ("at", "\"1899-12-31T23:59:59Z\""),
+        ] {
+            let src = format!("+++\npriority = 1\n{key} = {value}\n+++\nx");
+            let e = err(&src);
+            assert!(
+                e.message.starts_with(&format!("`{key}` is out of range"))
+                    && e.message.contains("1900–8999"),
+                "{value}: {}",
+                e.message
+            );
+            assert_eq!(at(&src, &e), (3, value.to_string()));
+        }
+        let e = err("+++\nexpires = \"9999-12-31T23:59\"\n+++\nx");
+        assert!(e.help.contains("leave `expires` out"), "{}", e.help);
+        // The edges of the range are fine, in every zone.
+        let post = ok("+++\nat = \"8999-12-31T23:59\"\nexpires = \"8999-12-31T23:59:59\"\n+++\nx");
+        for zone in ["Pacific/Kiritimati", "Etc/GMT+12"] {
+            let tz = TimeZone::get(zone).unwrap();
+            assert!(post.front.at.unwrap().resolve(&tz) < Timestamp::MAX);
+        }
+        ok("+++\nat = \"1900-01-01T00:00\"\n+++\nx");
     }
 
     #[test]

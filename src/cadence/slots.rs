@@ -387,7 +387,7 @@ impl Schedule {
                 .filter_map(|slot| slot.next_civil(from, until))
                 .min()?;
             debug_assert!(civil >= from, "next_civil went back: {civil} < {from}");
-            let t = day::resolve_local(civil, tz);
+            let t = day::resolve_local(civil, tz)?;
             if t > after {
                 return Some(t);
             }

@@ -249,6 +249,9 @@ fn parse_since(s: &str, now: Timestamp, tz: &TimeZone) -> Result<Timestamp, Stri
         return Ok(z.timestamp());
     }
     if let Ok(d) = s.parse::<jiff::civil::Date>() {
+        if let Some(reason) = crate::cadence::day::out_of_range(d) {
+            return Err(reason);
+        }
         return Ok(crate::cadence::day::day_of_date(d, tz).start);
     }
     if s.starts_with(|c: char| c.is_ascii_digit()) {

@@ -169,8 +169,17 @@ fn rfc3339(t: Timestamp, tz: &TimeZone) -> String {
         .to_string()
 }
 
-/// `--from`: an exact instant, or a local date/date-time in the channels' shared zone.
+/// `--from`: an exact instant, or a local date/date-time in the channels' shared zone,
+/// within the years cadenced plans with (the projection adds days to it).
 fn parse_from(s: &str, config: &Config) -> Result<Timestamp, String> {
+    let t = parse_from_any(s, config)?;
+    match crate::cadence::day::instant_out_of_range(t) {
+        Some(reason) => Err(reason),
+        None => Ok(t),
+    }
+}
+
+fn parse_from_any(s: &str, config: &Config) -> Result<Timestamp, String> {
     if let Ok(t) = s.parse::<Timestamp>() {
         return Ok(t);
     }
@@ -186,5 +195,8 @@ fn parse_from(s: &str, config: &Config) -> Result<Timestamp, String> {
     let first = config.channels.first().map(|c| c.rules.timezone.clone());
     let shared = first.filter(|tz| config.channels.iter().all(|c| &c.rules.timezone == tz));
     let tz = shared.unwrap_or_else(TimeZone::system);
-    Ok(resolve_local(civil, &tz))
+    resolve_local(civil, &tz).ok_or_else(|| {
+        crate::cadence::day::out_of_range(civil.date())
+            .unwrap_or_else(|| "that time does not exist".to_string())
+    })
 }

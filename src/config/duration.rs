@@ -9,6 +9,8 @@
 
 use jiff::SignedDuration;
 
+use crate::cadence::day::MAX_DURATION;
+
 /// The accepted form, as errors show it.
 pub const FORM: &str = "write a whole number and a unit (s, m, h or d), e.g. \"90s\", \"15m\", \"3h\", \"30d\", \"0s\" or \"1h30m\"";
 
@@ -58,6 +60,14 @@ pub(crate) fn parse(s: &str) -> Result<SignedDuration, String> {
         }
         rest = &after[unit.len_utf8()..];
     }
+    // Gaps, windows and time-outs are added to instants; a bound keeps every such sum
+    // within the dates cadenced handles instead of overflowing (and panicking) later.
+    if total > MAX_DURATION {
+        return bad(&format!(
+            "it is too long (at most {}d, 100 years)",
+            MAX_DURATION.as_hours() / 24
+        ));
+    }
     Ok(total)
 }
 
@@ -72,6 +82,14 @@ mod tests {
         assert_eq!(parse_duration("3h"), Ok(SignedDuration::from_hours(3)));
         assert_eq!(parse_duration("30d"), Ok(SignedDuration::from_hours(720)));
         assert_eq!(parse_duration("0s"), Ok(SignedDuration::ZERO));
+    }
+
+    #[test]
+    fn min_gap_of_999999999d_is_an_error_not_a_panic() {
+        // Added to an instant, it overflowed jiff's range and panicked at the first wake.
+        let err = parse_duration("999999999d").unwrap_err();
+        assert!(err.contains("too long"), "{err}");
+        assert_eq!(parse_duration("36500d"), Ok(MAX_DURATION));
     }
 
     #[test]
@@ -107,6 +125,8 @@ mod tests {
             ("3w", "unknown unit `w`"),
             ("1h30", "no unit"),
             ("99999999999999999999d", "too long"),
+            ("999999999d", "too long (at most 36500d"),
+            ("36500d1s", "too long"),
         ] {
             let err = parse_duration(input).unwrap_err();
             assert!(err.contains(why), "{input:?}: {err}");

@@ -648,6 +648,20 @@ fn bad_durations_show_the_accepted_form() {
 }
 
 #[test]
+fn durations_too_long_for_the_calendar_are_config_errors_not_panics() {
+    for key in ["min_gap", "unique_window", "catch_up"] {
+        let d = one_error(&format!("{BASE}{key} = \"999999999d\"\n"));
+        assert_eq!(
+            d.message,
+            format!(
+                "invalid duration \"999999999d\" for `{key}`: it is too long (at most 36500d, 100 years)"
+            )
+        );
+        assert_eq!(d.line, Some(6));
+    }
+}
+
+#[test]
 fn similarity_must_be_between_0_and_1() {
     for (written, ok) in [
         ("0.0", true),

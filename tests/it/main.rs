@@ -8,6 +8,7 @@ mod commands;
 mod daemon;
 mod demo;
 mod fake_mastodon;
+mod faults;
 mod mastodon;
 mod plan_props;
 mod support;

@@ -74,7 +74,7 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 fn start_of(case: &Case, tz: &TimeZone) -> Timestamp {
-    let year_start = resolve_local(date(2027, 1, 1).at(0, 0, 0, 0), tz);
+    let year_start = resolve_local(date(2027, 1, 1).at(0, 0, 0, 0), tz).expect("2027 is in range");
     let anchor = tz
         .following(year_start)
         .nth(case.transition)
@@ -148,7 +148,7 @@ fn is_slot_instant(case: &Case, tz: &TimeZone, t: Timestamp) -> bool {
     let d = tz.to_datetime(t).date();
     case.slots
         .iter()
-        .any(|(h, m)| resolve_local(d.at(*h, *m, 0, 0), tz) == t)
+        .any(|(h, m)| resolve_local(d.at(*h, *m, 0, 0), tz) == Some(t))
 }
 
 fn can_publish(o: &Outcome, before: &[Timestamp], at: Timestamp) -> bool {
