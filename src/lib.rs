@@ -8,6 +8,7 @@ pub mod clock; // the only place that reads the wall clock
 pub mod config; // strict TOML config: lookup, load, validate, credentials
 pub mod daemon; // the only module that wires the others: watch, schedule, publish, log
 pub mod diag; // compiler-style diagnostics naming the file, the line and the fix
+pub mod markdown; // the text a `.md` post sends: soft-wrapped lines joined, paragraphs kept
 pub mod platforms; // platform enum, per-platform text and media rules
 pub mod post; // the post file format: pure parsing from bytes
 pub mod queue; // scanning the queue folder: ignore rules, safe reads, media confinement

@@ -109,7 +109,35 @@ const TIME_FORMS: &str = "write a local time in the channel's time zone, like \
 
 const MEDIA_FORM: &str = "write media as a list of tables: `media = [{ path = \"img/sale.jpg\", alt = \"Red sneakers on a shelf\" }]`";
 
-/// Parses a post file from its bytes.
+/// How a post's body becomes the text that goes out: a `.md` post is Markdown-aware (see
+/// [`crate::markdown`]), a `.txt` post goes out exactly as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Markdown,
+    Plain,
+}
+
+impl Format {
+    /// By the file name: `.md` (any case) is Markdown, anything else is plain text.
+    pub fn of_path(path: &std::path::Path) -> Format {
+        match path.extension() {
+            Some(ext) if ext.eq_ignore_ascii_case("md") => Format::Markdown,
+            _ => Format::Plain,
+        }
+    }
+}
+
+/// Parses a post file whose body is written in `format`: `body` is then the text that goes
+/// out, which the length rules, the near-duplicate check and the adapters all see.
+pub fn parse_as(bytes: &[u8], format: Format) -> Result<Post, PostError> {
+    let mut post = parse(bytes)?;
+    if format == Format::Markdown {
+        post.body = crate::markdown::outgoing_text(&post.body);
+    }
+    Ok(post)
+}
+
+/// Parses a post file from its bytes; the body exactly as written (see [`parse_as`]).
 pub fn parse(bytes: &[u8]) -> Result<Post, PostError> {
     let text = decode(bytes)?;
     // A byte-order mark is invisible in editors; skipping it keeps `+++` on "the first line"

@@ -276,7 +276,8 @@ fn accept(
     shown: &Path,
     bytes: &[u8],
 ) -> Result<Accepted, Diagnostic> {
-    let post = post::parse(bytes).map_err(|e| post_diagnostic(shown, bytes, e))?;
+    let post = post::parse_as(bytes, post::Format::of_path(shown))
+        .map_err(|e| post_diagnostic(shown, bytes, e))?;
     // `parse` succeeded, so the bytes are UTF-8.
     let text = std::str::from_utf8(bytes).unwrap_or_default();
     let mut media = Vec::with_capacity(post.front.media.len());

@@ -13,4 +13,5 @@ mod mastodon;
 mod plan_props;
 mod support;
 mod systemd;
+mod text;
 mod watch;
