@@ -5,7 +5,9 @@ pub mod answer;
 pub mod check;
 pub mod demo;
 pub mod log;
+pub mod manual;
 pub mod plan;
+pub mod reference;
 pub mod report;
 pub mod run;
 pub mod status;
@@ -29,7 +31,7 @@ use crate::store::Store;
 #[command(
     name = "cadenced",
     version,
-    about = "Keeps social accounts on a steady, human cadence: 1–2 unique posts a day per network, a different text for each platform.",
+    about = "Keeps social accounts on a steady, human cadence: one or two unique posts a day per network, a different text for each platform.",
     after_help = "Config: --config PATH, else $CADENCED_CONFIG, else ./config/cadenced.toml, else /etc/cadenced/cadenced.toml.\nExit codes: 0 ok, 1 problems found, 2 usage or config error."
 )]
 pub struct Cli {
@@ -84,6 +86,11 @@ pub enum Command {
         after_help = "Examples:\n  cadenced resolve shop-x/sale.md --posted https://mastodon.social/@shop/1234\n  cadenced resolve shop-x/sale.md --posted\n\nExit codes: 0 recorded, 1 its latest attempt is not `unknown` or `failed` (nothing changed), 2 usage or config error."
     )]
     Resolve(answer::ResolveArgs),
+    /// Print shell completions for bash, zsh or fish.
+    #[command(
+        after_help = "Examples:\n  cadenced completions bash > ~/.local/share/bash-completion/completions/cadenced\n  cadenced completions zsh > ~/.zfunc/_cadenced\n  cadenced completions fish > ~/.config/fish/completions/cadenced.fish\n\nThe Debian package installs them (and the manual pages) for every user."
+    )]
+    Completions(manual::CompletionsArgs),
 }
 
 /// Runs the command line with the given clock; returns the process exit code.
@@ -100,6 +107,7 @@ pub fn run(cli: Cli, clock: Arc<dyn Clock>) -> ExitCode {
         Command::Report(args) => report::run(cli.config.as_deref(), args, clock_ref, &out),
         Command::Retry(args) => answer::retry(cli.config.as_deref(), args, clock_ref, &out),
         Command::Resolve(args) => answer::resolve(cli.config.as_deref(), args, clock_ref, &out),
+        Command::Completions(args) => manual::completions(args),
     }
 }
 

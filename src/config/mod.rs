@@ -129,7 +129,7 @@ pub const DEFAULT_EXEC_TIMEOUT: SignedDuration = SignedDuration::from_secs(30);
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
 
-const TOP_KEYS: [&str; 6] = [
+pub const TOP_KEYS: [&str; 6] = [
     "queue",
     "database",
     "outbox",
@@ -138,7 +138,7 @@ const TOP_KEYS: [&str; 6] = [
     "channels",
 ];
 /// Channel keys that `[defaults]` may set for every channel.
-const COMMON_KEYS: [&str; 10] = [
+pub const COMMON_KEYS: [&str; 10] = [
     "timezone",
     "slots",
     "max_per_day",

@@ -443,3 +443,69 @@ fn demo_refuses_a_config_instead_of_ignoring_it() {
         .stderr(predicate::str::contains("runs the bundled example"))
         .stderr(predicate::str::contains("cadenced plan --config"));
 }
+
+#[test]
+fn completions_load_in_bash_and_name_every_subcommand() {
+    let out = assert_cmd::Command::cargo_bin("cadenced")
+        .unwrap()
+        .args(["completions", "bash"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let script = String::from_utf8(out).unwrap();
+    for sub in ["run", "check", "plan", "status", "completions"] {
+        assert!(script.contains(sub), "{sub}");
+    }
+    // bash itself accepts the script and registers the completion.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cadenced.bash");
+    std::fs::write(&path, &script).unwrap();
+    let bash = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {} && complete -p cadenced", path.display()))
+        .output()
+        .unwrap();
+    assert!(bash.status.success(), "{bash:?}");
+    assert!(String::from_utf8_lossy(&bash.stdout).contains("cadenced"));
+    for (shell, marker) in [
+        ("zsh", "#compdef cadenced"),
+        ("fish", "complete -c cadenced"),
+    ] {
+        assert_cmd::Command::cargo_bin("cadenced")
+            .unwrap()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(marker));
+    }
+}
+
+#[test]
+fn manpages_render_without_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let pages = cadenced::cli::manual::write_pages(dir.path()).unwrap();
+    assert!(pages.len() >= 12, "{pages:?}");
+    // groff, where installed, reads every page without a warning (as lintian's check does).
+    let Ok(probe) = std::process::Command::new("groff")
+        .arg("--version")
+        .output()
+    else {
+        return;
+    };
+    assert!(probe.status.success());
+    for page in pages {
+        let out = std::process::Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z", "-k"])
+            .arg(&page)
+            .output()
+            .unwrap();
+        assert!(
+            out.stderr.is_empty(),
+            "{}: {}",
+            page.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -1,0 +1,407 @@
+//! The reference of every config key and post field: what it takes, its default, what it
+//! does and an example. `cadenced.toml(5)`, `cadenced-posts(5)` and README's tables are
+//! written from (and tested against) these tables; a test checks that they list exactly the
+//! keys the config parser and the post parser accept, so a new key cannot go undocumented.
+
+use crate::platforms::Platform;
+
+/// One key of the config or of a post's front matter.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDoc {
+    pub key: &'static str,
+    /// What it takes, in words ("a path", "a duration").
+    pub takes: &'static str,
+    /// The default, or "required".
+    pub default: &'static str,
+    pub about: &'static str,
+    pub example: &'static str,
+}
+
+const fn key(
+    key: &'static str,
+    takes: &'static str,
+    default: &'static str,
+    about: &'static str,
+    example: &'static str,
+) -> KeyDoc {
+    KeyDoc {
+        key,
+        takes,
+        default,
+        about,
+        example,
+    }
+}
+
+/// Top-level keys (the `[defaults]` and `[channels.<name>]` tables are described apart).
+pub const TOP_LEVEL: &[KeyDoc] = &[
+    key(
+        "queue",
+        "a path",
+        "queue/ beside the config file",
+        "The queue folder: one sub-folder per channel, named like the channel. Installed: /var/spool/cadenced/queue.",
+        r#"queue = "/var/spool/cadenced/queue""#,
+    ),
+    key(
+        "database",
+        "a path",
+        "state/cadenced.sqlite beside the config file",
+        "The SQLite publish log, created on the first run. Installed: /var/lib/cadenced/cadenced.sqlite.",
+        r#"database = "/var/lib/cadenced/cadenced.sqlite""#,
+    ),
+    key(
+        "outbox",
+        "a path",
+        "outbox/ beside the config file",
+        "Where `outbox` channels and channels with `dry_run = true` write the requests they would send.",
+        r#"outbox = "/var/lib/cadenced/outbox""#,
+    ),
+    key(
+        "log_level",
+        "error, warn, info, debug, trace or off",
+        "info",
+        "How much the daemon logs; RUST_LOG, when set, wins.",
+        r#"log_level = "debug""#,
+    ),
+    key(
+        "defaults",
+        "a table",
+        "none",
+        "Channel keys every channel inherits unless it sets its own (see CHANNEL KEYS).",
+        "[defaults]\ntimezone = \"Europe/Madrid\"",
+    ),
+    key(
+        "channels",
+        "one table per channel",
+        "required",
+        "One `[channels.<name>]` table per account. Names are lowercase letters, digits and `-`; the name is also the channel's queue folder.",
+        "[channels.shop-mastodon]\nplatform = \"mastodon\"",
+    ),
+];
+
+/// Keys every channel takes; all but `platform` may also be set in `[defaults]`.
+pub const CHANNEL: &[KeyDoc] = &[
+    key(
+        "platform",
+        "x, mastodon, bluesky, webhook, exec or outbox",
+        "required",
+        "The kind of network behind the channel. Each platform takes its own keys (below).",
+        r#"platform = "mastodon""#,
+    ),
+    key(
+        "timezone",
+        "an IANA time zone name",
+        "required (here or in [defaults])",
+        "Slots, `at` times without an offset and the local day of the daily cap are read in this zone.",
+        r#"timezone = "Europe/Madrid""#,
+    ),
+    key(
+        "slots",
+        "a list of times: \"HH:MM\", \"Mon-Fri HH:MM\", or 5- or 6-field cron",
+        "none (only posts with `at` go out, with a warning)",
+        "When the channel may publish a post without `at`. A slot in a skipped DST hour fires when the hour ends; one in a repeated hour fires once.",
+        r#"slots = ["Mon-Fri 10:00", "Sat 11:00", "30 17 * * 1-5"]"#,
+    ),
+    key(
+        "max_per_day",
+        "a whole number, 1 or more",
+        "2",
+        "At most this many posts per local day. Above 2 is allowed, with a warning: earn it.",
+        "max_per_day = 1",
+    ),
+    key(
+        "min_gap",
+        "a duration",
+        "3h",
+        "At least this much time between two posts of the channel.",
+        r#"min_gap = "4h""#,
+    ),
+    key(
+        "unique_window",
+        "a duration",
+        "30d",
+        "How long a published text holds back a near-duplicate on this channel (and, with `variation`, on channels of other platforms).",
+        r#"unique_window = "60d""#,
+    ),
+    key(
+        "similarity",
+        "a number from 0 to 1",
+        "0.8",
+        "Texts whose 4-gram Jaccard similarity is at least this are near-duplicates. Between two channels the lower value applies.",
+        "similarity = 0.7",
+    ),
+    key(
+        "catch_up",
+        "a duration",
+        "1h",
+        "After downtime, the channel publishes once for the slots it missed, if the latest is this recent. A first start catches up nothing.",
+        r#"catch_up = "30m""#,
+    ),
+    key(
+        "paused",
+        "true or false",
+        "false",
+        "Stops the channel without removing it: its posts wait in the queue.",
+        "paused = true",
+    ),
+    key(
+        "dry_run",
+        "true or false",
+        "false",
+        "Keeps the platform's rules but writes the requests to the outbox instead of sending them.",
+        "dry_run = true",
+    ),
+    key(
+        "variation",
+        "true or false",
+        "true for social networks; false for webhook, exec and outbox",
+        "Whether the channel takes part in \"a different text per platform\": a near-duplicate of a post for a channel on another platform is held.",
+        "variation = true",
+    ),
+];
+
+/// The keys only channels of `platform` take, never inherited from `[defaults]`.
+pub fn platform_keys(platform: Platform) -> &'static [KeyDoc] {
+    match platform {
+        Platform::X => X_KEYS,
+        Platform::Mastodon => MASTODON_KEYS,
+        Platform::Bluesky => BLUESKY_KEYS,
+        Platform::Webhook => WEBHOOK_KEYS,
+        Platform::Exec => EXEC_KEYS,
+        Platform::Outbox => &[],
+    }
+}
+
+const X_KEYS: &[KeyDoc] = &[key(
+    "token",
+    "a credential",
+    "required",
+    "An OAuth 2.0 user-context access token.",
+    r#"token = { credential = "x-token" }"#,
+)];
+
+const MASTODON_KEYS: &[KeyDoc] = &[
+    key(
+        "instance",
+        "an https:// address",
+        "required",
+        "The account's server.",
+        r#"instance = "https://mastodon.social""#,
+    ),
+    key(
+        "token",
+        "a credential",
+        "required",
+        "An access token with the write:statuses and write:media scopes.",
+        r#"token = { env = "SHOP_MASTODON_TOKEN" }"#,
+    ),
+    key(
+        "max_characters",
+        "a whole number",
+        "read from the instance (500 if it does not say)",
+        "The instance's text limit, when you want to set it yourself.",
+        "max_characters = 1000",
+    ),
+];
+
+const BLUESKY_KEYS: &[KeyDoc] = &[
+    key(
+        "service",
+        "an https:// address",
+        "https://bsky.social",
+        "The account's PDS.",
+        r#"service = "https://bsky.social""#,
+    ),
+    key(
+        "handle",
+        "a handle",
+        "required",
+        "The account's handle, without `@`.",
+        r#"handle = "shop.bsky.social""#,
+    ),
+    key(
+        "app_password",
+        "a credential",
+        "required",
+        "An app password (Settings, Privacy and security, App passwords), never the account password.",
+        r#"app_password = { credential = "bluesky-app-password" }"#,
+    ),
+];
+
+const WEBHOOK_KEYS: &[KeyDoc] = &[key(
+    "url",
+    "an https:// address (http:// only for loopback)",
+    "required",
+    "Receives each post as a JSON POST with an Idempotency-Key header.",
+    r#"url = "https://hooks.example/cadenced""#,
+)];
+
+const EXEC_KEYS: &[KeyDoc] = &[
+    key(
+        "command",
+        "a list of strings: the program and its arguments",
+        "required",
+        "The program to run for each post, without a shell; it reads the post as JSON on stdin.",
+        r#"command = ["/usr/local/bin/publish", "--channel", "shop"]"#,
+    ),
+    key(
+        "timeout",
+        "a duration",
+        "30s",
+        "How long the program may run; after that it is stopped and the outcome is unknown.",
+        r#"timeout = "2m""#,
+    ),
+];
+
+/// One line per platform: what it is, for the pages' platform sections.
+pub fn platform_about(platform: Platform) -> &'static str {
+    match platform {
+        Platform::X => {
+            "X (Twitter). Counts 280 weighted characters: links 23, CJK characters and emoji 2."
+        }
+        Platform::Mastodon => {
+            "Mastodon. The instance's own character limit applies; links count 23."
+        }
+        Platform::Bluesky => "Bluesky. 300 graphemes and 3000 bytes; images need alt text.",
+        Platform::Webhook => "POSTs each post as JSON to a URL of yours.",
+        Platform::Exec => {
+            "Runs a program of yours with the post as JSON on stdin (see EXEC PROGRAMS)."
+        }
+        Platform::Outbox => {
+            "Writes each post into the outbox folder; needs no account and no network."
+        }
+    }
+}
+
+/// The keys of a post file's front matter.
+pub const POST: &[KeyDoc] = &[
+    key(
+        "at",
+        "a local date and time, or one with an offset (RFC 3339)",
+        "none: the post goes out at a slot",
+        "Publish at this time instead of at a slot (still within the cap and the gap). A local time is read in the channel's zone.",
+        r#"at = "2026-11-27T09:00""#,
+    ),
+    key(
+        "expires",
+        "like `at`",
+        "none",
+        "Give up if not published by then: the file moves to expired/.",
+        r#"expires = "2026-11-28T00:00""#,
+    ),
+    key(
+        "priority",
+        "a whole number",
+        "0",
+        "Higher goes first among posts due at the same slot.",
+        "priority = 1",
+    ),
+    key(
+        "media",
+        "a list of { path, alt } tables",
+        "none",
+        "Images or videos to attach; paths are relative to the post file and must stay inside the queue.",
+        r#"media = [{ path = "../_media/sale.jpg", alt = "Red sneakers on a shelf" }]"#,
+    ),
+    key(
+        "link",
+        "an http:// or https:// address",
+        "none",
+        "For platforms that take a link apart from the text; the others append it to the text if it is not there.",
+        r#"link = "https://shop.example/black-friday""#,
+    ),
+    key(
+        "lang",
+        "a language tag",
+        "none",
+        "The post's language, for platforms that record it.",
+        r#"lang = "en""#,
+    ),
+    key(
+        "platform",
+        "a table",
+        "none",
+        "Platform-specific fields, named as the platform's API names them (see PLATFORM FIELDS).",
+        "[platform]\nvisibility = \"unlisted\"",
+    ),
+];
+
+/// The keys of one `media` entry.
+pub const MEDIA: &[KeyDoc] = &[
+    key(
+        "path",
+        "a relative path",
+        "required",
+        "The file, relative to the post file (`..` is fine while it stays inside the queue).",
+        r#"path = "img/sale.jpg""#,
+    ),
+    key(
+        "alt",
+        "text",
+        "none (some platforms require it)",
+        "A description of the image for people who cannot see it.",
+        r#"alt = "Red sneakers on a shelf""#,
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(docs: &[KeyDoc]) -> Vec<&'static str> {
+        let mut k: Vec<_> = docs.iter().map(|d| d.key).collect();
+        k.sort_unstable();
+        k
+    }
+
+    fn sorted(keys: &[&'static str]) -> Vec<&'static str> {
+        let mut k = keys.to_vec();
+        k.sort_unstable();
+        k
+    }
+
+    #[test]
+    fn every_config_key_is_documented_and_nothing_else() {
+        assert_eq!(keys(TOP_LEVEL), sorted(&crate::config::TOP_KEYS));
+        let mut channel = crate::config::COMMON_KEYS.to_vec();
+        channel.push("platform");
+        assert_eq!(keys(CHANNEL), sorted(&channel));
+        for p in Platform::ALL {
+            assert_eq!(
+                keys(platform_keys(p)),
+                sorted(crate::config::platform_keys(p)),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_post_field_is_documented_and_nothing_else() {
+        assert_eq!(keys(POST), sorted(&crate::post::KEYS));
+        assert_eq!(keys(MEDIA), sorted(&crate::post::MEDIA_KEYS));
+    }
+
+    #[test]
+    fn every_config_example_parses() {
+        // Each channel key's example in a channel of its platform: what the page shows works.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cadenced.toml");
+        for p in Platform::ALL {
+            let mut channel = format!("[channels.c]\nplatform = \"{p}\"\n");
+            for k in CHANNEL.iter().filter(|k| k.key != "platform") {
+                channel.push_str(k.example);
+                channel.push('\n');
+            }
+            for k in platform_keys(p) {
+                channel.push_str(k.example);
+                channel.push('\n');
+            }
+            let text = format!(
+                "queue = \"q\"\ndatabase = \"d\"\noutbox = \"o\"\nlog_level = \"debug\"\n{channel}"
+            );
+            if let Err(diags) = crate::config::parse(&path, &text) {
+                panic!("{p}: {diags:?}\n{text}");
+            }
+        }
+    }
+}
