@@ -220,7 +220,7 @@ pub fn config_page() -> String {
     r.control("SH", ["DESCRIPTION"]);
     para(
         &mut r,
-        "A strict TOML file: unknown keys, wrong types and impossible values are errors that name the line and the fix. cadenced reads the file given with --config, else $CADENCED_CONFIG, else ./config/cadenced.toml, else /etc/cadenced/cadenced.toml. Relative paths in it are relative to the file. `cadenced check` validates it with the queue; `systemctl reload cadenced` makes the daemon read it again (a broken new config is refused and the old one kept).",
+        "A strict TOML file: unknown keys, wrong types and impossible values are errors that name the line and the fix. cadenced reads the file given with --config, else $CADENCED_CONFIG, else ./config/cadenced.toml, else /etc/cadenced/cadenced.toml. Relative paths in it are relative to the file. `cadenced check` validates it with the queue; `systemctl reload cadenced` makes the daemon read it again (a broken new config is refused and the old one kept). `cadenced init DIR` writes a commented one with queue folders.",
     );
     para(
         &mut r,
@@ -285,6 +285,8 @@ pub fn config_page() -> String {
         roman("(1), "),
         bold("cadenced-posts"),
         roman("(5), "),
+        bold("cadenced-init"),
+        roman("(1), "),
         bold("cadenced-check"),
         roman("(1)"),
     ]);
@@ -422,6 +424,7 @@ mod tests {
             "cadenced-retry.1",
             "cadenced-resolve.1",
             "cadenced-completions.1",
+            "cadenced-init.1",
             "cadenced.toml.5",
             "cadenced-posts.5",
         ] {

@@ -4,6 +4,7 @@
 pub mod answer;
 pub mod check;
 pub mod demo;
+pub mod init;
 pub mod log;
 pub mod manual;
 pub mod plan;
@@ -86,6 +87,11 @@ pub enum Command {
         after_help = "Examples:\n  cadenced resolve shop-x/sale.md --posted https://mastodon.social/@shop/1234\n  cadenced resolve shop-x/sale.md --posted\n\nExit codes: 0 recorded, 1 its latest attempt is not `unknown` or `failed` (nothing changed), 2 usage or config error."
     )]
     Resolve(answer::ResolveArgs),
+    /// Set up a new folder: a commented config and queue folders with a sample post each, then check them.
+    #[command(
+        after_help = "Examples:\n  cadenced init myshop\n  cadenced init myshop --yes --timezone Europe/Madrid --channel shop-mastodon:mastodon --channel shop-bluesky:bluesky\n\nWrites DIR/config/cadenced.toml and DIR/queue/<channel>/001-hello.md; never overwrites a config.\nChannels on a network start with dry_run = true (they write to the outbox) until you remove it.\nFrom DIR, `cadenced check` and `cadenced plan` then find the config by themselves."
+    )]
+    Init(init::Args),
     /// Print shell completions for bash, zsh or fish.
     #[command(
         after_help = "Examples:\n  cadenced completions bash > ~/.local/share/bash-completion/completions/cadenced\n  cadenced completions zsh > ~/.zfunc/_cadenced\n  cadenced completions fish > ~/.config/fish/completions/cadenced.fish\n\nThe Debian package installs them (and the manual pages) for every user."
@@ -107,6 +113,7 @@ pub fn run(cli: Cli, clock: Arc<dyn Clock>) -> ExitCode {
         Command::Report(args) => report::run(cli.config.as_deref(), args, clock_ref, &out),
         Command::Retry(args) => answer::retry(cli.config.as_deref(), args, clock_ref, &out),
         Command::Resolve(args) => answer::resolve(cli.config.as_deref(), args, clock_ref, &out),
+        Command::Init(args) => init::run(cli.config.as_deref(), args, clock_ref, &out),
         Command::Completions(args) => manual::completions(args),
     }
 }

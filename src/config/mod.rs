@@ -1315,7 +1315,7 @@ fn suggest_channel_name(name: &str) -> String {
 
 /// A zone name close to a mistyped one: a plausible typo, or the zone whose city part is
 /// what was written (`Madrid` → `Europe/Madrid`).
-fn suggest_zone(name: &str) -> Option<String> {
+pub fn suggest_zone(name: &str) -> Option<String> {
     let db = jiff::tz::db();
     let names: Vec<String> = db.available().map(|n| n.as_str().to_string()).collect();
     if let Some(best) = did_you_mean(name, names.iter().map(String::as_str)) {

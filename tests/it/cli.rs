@@ -509,3 +509,62 @@ fn manpages_render_without_warnings() {
         );
     }
 }
+
+#[test]
+fn init_yes_writes_a_folder_that_check_passes_from_inside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("myshop");
+    let init = |extra: &[&str]| {
+        let mut cmd = assert_cmd::Command::cargo_bin("cadenced").unwrap();
+        cmd.current_dir(tmp.path())
+            .env_remove("CADENCED_CONFIG")
+            .env("NO_COLOR", "1")
+            .args(["init", "myshop", "--yes", "--timezone", "America/New_York"])
+            .args(extra);
+        cmd
+    };
+    init(&[
+        "--channel",
+        "shop-x:x",
+        "--channel",
+        "shop-mastodon:mastodon",
+        "--channel",
+        "shop-bluesky:bluesky",
+        "--channel",
+        "newsletter:outbox",
+    ])
+    .assert()
+    .success()
+    .stdout(predicate::str::contains(
+        "4 channels, 4 queued files: 4 ready",
+    ));
+    for channel in ["shop-x", "shop-mastodon", "shop-bluesky", "newsletter"] {
+        assert!(
+            dir.join("queue")
+                .join(channel)
+                .join("001-hello.md")
+                .is_file()
+        );
+        assert!(dir.join("queue").join(channel).join("drafts").is_dir());
+    }
+    // From the new folder, `check` finds ./config/cadenced.toml by itself.
+    assert_cmd::Command::cargo_bin("cadenced")
+        .unwrap()
+        .current_dir(&dir)
+        .env_remove("CADENCED_CONFIG")
+        .env("NO_COLOR", "1")
+        .args(["check", "--strict"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 held, 0 invalid"));
+    // Running it again never overwrites the config.
+    let before = std::fs::read(dir.join("config/cadenced.toml")).unwrap();
+    init(&[])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists"));
+    assert_eq!(
+        std::fs::read(dir.join("config/cadenced.toml")).unwrap(),
+        before
+    );
+}
