@@ -18,13 +18,18 @@
 //! before it is complete) and neither is the absence of events (a slow writer pauses), which
 //! is why `notify-debouncer-full` is not used (see `shared/DEPENDENCIES.md`).
 //!
-//! **What is watched.** The whole queue, recursively; what is not a post is dropped by
-//! filtering the events, not by not watching: names that `is_ignored_file` skips, everything
-//! inside a sub-folder of a channel folder (`published/`, `failed/`, `expired/`), and queue
-//! folders that `is_ignored_dir` skips (`_media/`, `.git/`). A folder created or moved into the
-//! queue root, or a channel folder removed or moved away, is a `Rescan`: its files get no
-//! events of their own. The watcher does not know the configured channels; the daemon
-//! ignores events for folders that are not channels (a `Rescan` reports them).
+//! **What is watched.** Two levels and no more: the queue folder and each folder in it that
+//! `is_ignored_dir` does not skip, one inotify watch each (not notify's recursive mode, whose
+//! walk fails as a whole on the first folder it cannot read: one staff member's
+//! `chmod 700 _media/private` stopped the daemon). Sub-folders of channel folders
+//! (`published/`, `failed/`, `expired/`) and ignored folders (`_media/`, `.git/`) are not
+//! watched at all; names that `is_ignored_file` skips are dropped by filtering the events. A
+//! folder that cannot be watched is logged once and left to the scans (which report it if it
+//! is a channel folder); its attributes changing (a `chmod`) makes the watcher try again. A
+//! folder created or moved into the queue root, or a channel folder removed or moved away,
+//! is a `Rescan`, sent after the new folder is watched: its files get no events of their own.
+//! The watcher does not know the configured channels; the daemon ignores events for folders
+//! that are not channels (a `Rescan` reports them).
 //!
 //! The notify callback only forwards into an unbounded channel, so the inotify reader thread
 //! never waits for the daemon and the kernel queue does not overflow because of us. The
@@ -66,8 +71,8 @@ pub enum QueueEvent {
 
 /// A running watch of the queue. Dropping it stops the watch and closes the event channel.
 pub struct QueueWatcher {
-    // Kept for its `Drop`: stops the inotify thread, which drops the forwarding callback.
-    _watcher: RecommendedWatcher,
+    // The task owns the inotify watcher (it adds watches for folders that appear); aborting
+    // it drops the watcher, which stops the inotify thread and the forwarding callback.
     task: JoinHandle<()>,
     root: PathBuf,
     root_abs: PathBuf,
@@ -75,9 +80,10 @@ pub struct QueueWatcher {
 }
 
 impl QueueWatcher {
-    /// Watches `queue_root` recursively with the default settle time. Must be called inside
-    /// a tokio runtime. Fails when the queue folder cannot be watched (missing, unreadable,
-    /// inotify limits); the daemon's scan then reports the folder.
+    /// Watches `queue_root` and its folders with the default settle time. Must be called
+    /// inside a tokio runtime. Fails only when the queue folder itself cannot be watched
+    /// (missing, unreadable, inotify limits); a folder in it that cannot be watched is
+    /// logged and left to the scans.
     pub fn start(
         queue_root: &Path,
     ) -> Result<(QueueWatcher, UnboundedReceiver<QueueEvent>), notify::Error> {
@@ -104,15 +110,20 @@ impl QueueWatcher {
             },
             notify::Config::default(),
         )?;
-        watcher.watch(&root_abs, RecursiveMode::Recursive)?;
+        watcher.watch(&root_abs, RecursiveMode::NonRecursive)?;
+        let mut folders = Folders {
+            watcher,
+            root_abs: root_abs.clone(),
+            unwatchable: HashSet::new(),
+        };
+        folders.refresh();
 
         let (tx, rx) = mpsc::unbounded_channel();
         let writing = Arc::new(Mutex::new(HashSet::new()));
         let tracker = Tracker::new(root_abs.clone(), settle, Arc::clone(&writing));
-        let task = runtime.spawn(run(tracker, raw_rx, tx, queue_root.to_path_buf()));
+        let task = runtime.spawn(run(tracker, folders, raw_rx, tx, queue_root.to_path_buf()));
         Ok((
             QueueWatcher {
-                _watcher: watcher,
                 task,
                 root: queue_root.to_path_buf(),
                 root_abs,
@@ -143,10 +154,58 @@ impl Drop for QueueWatcher {
     }
 }
 
+/// The inotify watches: the queue folder and each folder in it, one level each.
+struct Folders {
+    watcher: RecommendedWatcher,
+    root_abs: PathBuf,
+    /// Folders that could not be watched, so each is logged once until it can be.
+    unwatchable: HashSet<PathBuf>,
+}
+
+impl Folders {
+    /// Watches every folder of the queue root that is not ignored. Adding a watch that
+    /// exists changes nothing, so this simply runs again whenever the root's folders change.
+    /// Symlinked folders are not watched (as before: the scans read them).
+    fn refresh(&mut self) {
+        // An unreadable queue folder is the scan's to report.
+        let Ok(entries) = std::fs::read_dir(&self.root_abs) else {
+            return;
+        };
+        let mut seen = HashSet::new();
+        for entry in entries.flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir())
+                || is_ignored_dir(&entry.file_name().to_string_lossy())
+            {
+                continue;
+            }
+            let path = entry.path();
+            match self.watcher.watch(&path, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    if self.unwatchable.remove(&path) {
+                        tracing::info!(folder = %path.display(), "watching the folder now");
+                    }
+                }
+                Err(e) => {
+                    if self.unwatchable.insert(path.clone()) {
+                        tracing::warn!(
+                            folder = %path.display(),
+                            "cannot watch the folder ({e}); its files are only seen by full scans \
+                             until it can be read (the queue should be readable by the `cadenced` group)"
+                        );
+                    }
+                }
+            }
+            seen.insert(path);
+        }
+        self.unwatchable.retain(|p| seen.contains(p));
+    }
+}
+
 /// The forwarding task: raw events in, `QueueEvent`s out, one timer for the earliest settle
 /// deadline. Ends when the watcher is dropped or the daemon drops the receiver.
 async fn run(
     mut tracker: Tracker,
+    mut folders: Folders,
     mut raw_rx: UnboundedReceiver<notify::Result<Event>>,
     tx: UnboundedSender<QueueEvent>,
     root: PathBuf,
@@ -164,6 +223,12 @@ async fn run(
                 }
             }
             () = sleep_until_some(deadline) => tracker.fire(Instant::now()),
+        }
+        // Whatever calls for a rescan may have changed the root's folders: watch them again
+        // before the `Rescan` goes out, so the scan it causes sees every file that arrived
+        // before a new folder's watch.
+        if tracker.rescan {
+            folders.refresh();
         }
         for event in tracker.drain(&root) {
             if tx.send(event).is_err() {
@@ -329,8 +394,17 @@ impl Tracker {
                     self.removed(path, kind);
                 }
             }
-            // Attribute changes (chmod, touch's times) do not change the content.
-            EventKind::Modify(ModifyKind::Metadata(_)) => {}
+            // Attribute changes (chmod, touch's times) do not change a file's content; a
+            // folder of the root may have become readable (a `chmod`): watch it and look.
+            EventKind::Modify(ModifyKind::Metadata(_)) => {
+                for path in &event.paths {
+                    if matches!(self.place(path), Place::Top)
+                        && path.symlink_metadata().is_ok_and(|m| m.is_dir())
+                    {
+                        self.rescan = true;
+                    }
+                }
+            }
             EventKind::Modify(_) => {
                 // Data written (or truncated): not complete until closed again.
                 for path in &event.paths {

@@ -138,3 +138,189 @@ fn min_gap_of_999999999d_is_a_config_error_not_a_panic() {
             .stderr(predicate::str::contains("too long"));
     }
 }
+
+/// `cadenced <args>` on `p`'s config, with the permission checks an unprivileged daemon
+/// meets: as root (tests run as root here and in CI) without the capabilities that bypass
+/// file modes, through `setpriv`. `None` when that cannot be arranged (root without
+/// `setpriv`), so a test that needs it says so and checks nothing.
+fn unprivileged(p: &Project, args: &[&str]) -> Option<std::process::Command> {
+    let bin = assert_cmd::cargo::cargo_bin("cadenced");
+    let mut cmd = if unsafe { libc::geteuid() } == 0 {
+        let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let mut cmd = std::process::Command::new(setpriv);
+        cmd.arg("--bounding-set=-dac_override,-dac_read_search")
+            .arg(bin);
+        cmd
+    } else {
+        std::process::Command::new(bin)
+    };
+    cmd.current_dir(p.root())
+        .env_remove("CADENCED_CONFIG")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env("NO_COLOR", "1")
+        .arg("--config")
+        .arg(p.config())
+        .args(args);
+    Some(cmd)
+}
+
+/// A child process killed when the test ends, even by a panic.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Polls for a condition on the file system (what the daemon does is only visible there),
+/// up to 20 s.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn accepted(p: &Project, file: &str) -> bool {
+    let db = p.root().join("state/cadenced.sqlite");
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return false;
+    };
+    conn.query_row(
+        "SELECT count(*) FROM publish_log WHERE file = ?1 AND status = 'accepted'",
+        [file],
+        |r| r.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n > 0)
+}
+
+#[test]
+fn an_unreadable_folder_in_the_queue_is_a_diagnostic_not_fatal() {
+    // No slot for a year: the daemon wakes only for queue events (and its 5-minute cap), so
+    // each `accepted` below comes from the watcher.
+    let p = Project::new(
+        r#"
+[defaults]
+timezone = "UTC"
+slots = ["0 0 1 1 *"]
+
+[channels.news]
+platform = "outbox"
+
+[channels.staff]
+platform = "outbox"
+"#,
+    );
+    let private = p.root().join("queue/_media/private");
+    std::fs::create_dir_all(&private).unwrap();
+    std::fs::write(private.join("draft.png"), "x").unwrap();
+    for (rel, text) in [
+        ("news/a.md", "A post in a folder the daemon can read.\n"),
+        (
+            "staff/b.md",
+            "A post in a folder the daemon cannot read yet.\n",
+        ),
+    ] {
+        // Settled long ago: taken at start-up, not after a settle time.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(p.post(rel, text))
+            .unwrap();
+        file.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000))
+            .unwrap();
+    }
+    chmod(&private, 0o000);
+    chmod(&p.root().join("queue/staff"), 0o000);
+    let stderr_path = p.root().join("stderr.log");
+    let Some(mut cmd) = unprivileged(&p, &["run"]) else {
+        eprintln!("skipped: running as root without setpriv, EACCES cannot be provoked");
+        return;
+    };
+    let mut child = Killed(
+        cmd.stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
+    // It runs, takes the folder it can read, and a file renamed in later.
+    wait_for("news/a.md accepted", || {
+        accepted(&p, "news/a.md") || child.try_wait().unwrap().is_some()
+    });
+    assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
+    let later = p.root().join("later.md");
+    std::fs::write(&later, "Renamed in while the daemon runs.\n").unwrap();
+    std::fs::rename(&later, p.root().join("queue/news/later.md")).unwrap();
+    wait_for("news/later.md accepted", || accepted(&p, "news/later.md"));
+    // Once readable (and only a chmod says so), the other folder is watched and read too.
+    chmod(&p.root().join("queue/staff"), 0o755);
+    wait_for("staff/b.md accepted", || accepted(&p, "staff/b.md"));
+    let c = p.root().join("c.md");
+    std::fs::write(&c, "Renamed into the folder that is watched now.\n").unwrap();
+    std::fs::rename(&c, p.root().join("queue/staff/c.md")).unwrap();
+    wait_for("staff/c.md accepted", || accepted(&p, "staff/c.md"));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success(), "SIGTERM exits 0");
+    chmod(&private, 0o755);
+
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    let unreadable: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("cannot read the channel folder"))
+        .collect();
+    assert!(
+        unreadable.len() == 1 && unreadable[0].contains("queue/staff"),
+        "the unreadable channel folder is reported once: {stderr}"
+    );
+    assert!(!stderr.contains("_media/private"), "{stderr}");
+}
+
+#[tokio::test]
+async fn folders_watched_one_level_deep_still_see_new_and_returning_channel_folders() {
+    use cadenced::queue::watch::{QueueEvent, QueueWatcher};
+    let dir = tempfile::tempdir().unwrap();
+    let queue = dir.path().join("queue");
+    std::fs::create_dir_all(queue.join("shop")).unwrap();
+    let (_w, mut rx) = QueueWatcher::start_with_settle(&queue, Duration::from_millis(50)).unwrap();
+    let next = async |rx: &mut tokio::sync::mpsc::UnboundedReceiver<QueueEvent>| {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("an event within 5 s")
+            .expect("the watcher runs")
+    };
+    let rename_in = |rel: &str| {
+        let from = dir.path().join("staged.md");
+        std::fs::write(&from, "x").unwrap();
+        std::fs::rename(&from, queue.join(rel)).unwrap();
+        queue.join(rel)
+    };
+    // A channel folder created after the start: a rescan, then events for its files.
+    std::fs::create_dir(queue.join("news")).unwrap();
+    assert_eq!(next(&mut rx).await, QueueEvent::Rescan);
+    let a = rename_in("news/a.md");
+    assert_eq!(next(&mut rx).await, QueueEvent::Ready(a));
+    // Moved away and back: watched again under its name.
+    std::fs::rename(queue.join("news"), dir.path().join("news")).unwrap();
+    assert_eq!(next(&mut rx).await, QueueEvent::Rescan);
+    std::fs::rename(dir.path().join("news"), queue.join("news")).unwrap();
+    assert_eq!(next(&mut rx).await, QueueEvent::Rescan);
+    let b = rename_in("news/b.md");
+    assert_eq!(next(&mut rx).await, QueueEvent::Ready(b));
+    // Sub-folders of channel folders are not watched at all.
+    std::fs::create_dir(queue.join("shop/published")).unwrap();
+    rename_in("shop/published/c.md");
+    let d = rename_in("shop/d.md");
+    assert_eq!(next(&mut rx).await, QueueEvent::Ready(d));
+}
