@@ -9,8 +9,10 @@ pub mod config; // strict TOML config: lookup, load, validate, credentials
 pub mod daemon; // the only module that wires the others: watch, schedule, publish, log
 pub mod diag; // compiler-style diagnostics naming the file, the line and the fix
 pub mod markdown; // the text a `.md` post sends: soft-wrapped lines joined, paragraphs kept
-pub mod platforms; // platform enum, per-platform text and media rules
+pub mod platforms; // one folder per platform: keys, rules, request plan, answers; the registry; the executors
 pub mod post; // the post file format: pure parsing from bytes
 pub mod queue; // scanning the queue folder: ignore rules, safe reads, media confinement
 pub mod review; // each queued file's verdict (ready, invalid, held, expired): shared by check, plan, daemon
+pub mod secret; // credentials by reference (env, file, systemd credential), read safely, never shown
 pub mod store; // the SQLite log: schema, migrations, queries
+pub mod tokens; // the owner-only token store: sessions and OAuth tokens cadenced gets itself

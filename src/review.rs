@@ -177,7 +177,7 @@ pub fn review(config: &Config, scan: Scan, log: &LogView, now: Timestamp) -> Rev
             Some(PastPost {
                 id: row.file.clone(),
                 channel: row.channel.clone(),
-                platform: Platform::parse(&row.platform)?,
+                platform: Platform::parse(&row.platform)?.name(),
                 at: row.at,
                 fingerprint: Fingerprint::of_normalized(&row.normalized),
             })
@@ -187,7 +187,7 @@ pub fn review(config: &Config, scan: Scan, log: &LogView, now: Timestamp) -> Rev
     for f in &mut out.files {
         if let Some(reason) = holds.get(&f.id) {
             let platform = config.channels[channel_index[f.channel.as_str()]].platform;
-            let (message, help) = reason.describe(platform);
+            let (message, help) = reason.describe(platform.name());
             f.verdict = Verdict::Held(
                 Diagnostic::error(&f.path, format!("held: {message}")).with_help(help),
             );
@@ -213,7 +213,7 @@ fn unsure(file: &QueuedFile, state: &str) -> Diagnostic {
 fn channel_view(ch: &Channel) -> ChannelView {
     ChannelView {
         name: ch.name.clone(),
-        platform: ch.platform,
+        platform: ch.platform.name(),
         variation: ch.variation,
         similarity: ch.rules.similarity,
         unique_window: ch.rules.unique_window,
@@ -250,30 +250,28 @@ fn platform_problem(
 ) -> Option<Diagnostic> {
     let platform = channel.platform;
     let front = &accepted.post.front;
-    if platform.checks_fields() {
-        let allowed = platform.fields();
-        if let Some(key) = front
+    if let Some(allowed) = platform.fields()
+        && let Some(key) = front
             .platform
             .keys()
             .find(|k| !allowed.contains(&k.as_str()))
-        {
-            let hint = match did_you_mean(key, allowed.iter().copied()) {
-                Some(s) => format!("did you mean `{s}`? "),
-                None => String::new(),
-            };
-            let known = if allowed.is_empty() {
-                "none".to_string()
-            } else {
-                allowed.join(", ")
-            };
-            return Some(
-                Diagnostic::error(
-                    &file.path,
-                    format!("held: `[platform]` key `{key}` is not a {platform} field"),
-                )
-                .with_help(format!("{hint}{platform} takes: {known}")),
-            );
-        }
+    {
+        let hint = match did_you_mean(key, allowed.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`? "),
+            None => String::new(),
+        };
+        let known = if allowed.is_empty() {
+            "none".to_string()
+        } else {
+            allowed.join(", ")
+        };
+        return Some(
+            Diagnostic::error(
+                &file.path,
+                format!("held: `[platform]` key `{key}` is not a {platform} field"),
+            )
+            .with_help(format!("{hint}{platform} takes: {known}")),
+        );
     }
     let media: Vec<MediaInfo> = accepted
         .media

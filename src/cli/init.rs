@@ -14,7 +14,8 @@ use std::process::ExitCode;
 use jiff::tz::TimeZone;
 
 use crate::clock::Clock;
-use crate::platforms::Platform;
+use crate::platforms::keys::{Kind, Need};
+use crate::platforms::{Platform, Transport};
 
 use super::{EXIT_CONFIG, Output};
 
@@ -131,7 +132,7 @@ pub fn plan_from_flags(args: &Args) -> Result<Plan, String> {
         channels.push(parse_channel(spec)?);
     }
     if channels.is_empty() {
-        channels.push(new_channel("shop-outbox", Platform::Outbox));
+        channels.push(new_channel("shop-outbox", outbox()));
     }
     check_unique(&channels)?;
     Ok(Plan { timezone, channels })
@@ -180,7 +181,7 @@ pub fn ask(
         channels.push(parse_channel(spec)?);
     }
     if channels.is_empty() {
-        let names: Vec<&str> = Platform::ALL.iter().map(|p| p.name()).collect();
+        let names: Vec<&str> = Platform::all().map(Platform::name).collect();
         let answer = line(
             &format!(
                 "Platforms, separated by commas ({}; outbox needs no account)",
@@ -209,7 +210,7 @@ pub fn ask(
             channels.push(channel);
         }
         if channels.is_empty() {
-            channels.push(new_channel("shop-outbox", Platform::Outbox));
+            channels.push(new_channel("shop-outbox", outbox()));
         }
     }
     check_unique(&channels)?;
@@ -251,7 +252,7 @@ fn parse_channel(spec: &str) -> Result<NewChannel, String> {
 }
 
 fn unknown_platform(word: &str) -> String {
-    let names: Vec<&str> = Platform::ALL.iter().map(|p| p.name()).collect();
+    let names: Vec<&str> = Platform::all().map(Platform::name).collect();
     let hint = crate::diag::did_you_mean(&word.to_ascii_lowercase(), names.iter().copied())
         .map(|b| format!("did you mean `{b}`? "))
         .unwrap_or_default();
@@ -291,22 +292,19 @@ fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-/// A channel with placeholder account keys the user edits.
+fn outbox() -> Platform {
+    Platform::named("outbox").expect("the outbox platform is registered")
+}
+
+/// A channel with the platform's starter keys (its declaration says which), their examples
+/// as placeholders the user edits; credentials are written apart, as references.
 pub fn new_channel(name: &str, platform: Platform) -> NewChannel {
-    let account: Vec<(&'static str, String)> = match platform {
-        Platform::Mastodon => vec![("instance", toml_string("https://mastodon.social"))],
-        Platform::Bluesky => vec![("handle", toml_string(&format!("{name}.bsky.social")))],
-        Platform::Webhook => vec![("url", toml_string("https://hooks.example/cadenced"))],
-        Platform::Exec => vec![(
-            "command",
-            format!(
-                "[{}, {}]",
-                toml_string("/usr/local/bin/publish"),
-                toml_string(name)
-            ),
-        )],
-        Platform::X | Platform::Outbox => Vec::new(),
-    };
+    let account = platform
+        .starter_keys()
+        .into_iter()
+        .filter(|k| k.kind != Kind::Secret)
+        .map(|k| (k.name, k.example.to_string()))
+        .collect();
     NewChannel {
         name: name.to_string(),
         platform,
@@ -314,18 +312,19 @@ pub fn new_channel(name: &str, platform: Platform) -> NewChannel {
     }
 }
 
-/// The credential key of a platform, if it has one.
-fn credential_key(platform: Platform) -> Option<&'static str> {
-    match platform {
-        Platform::X | Platform::Mastodon => Some("token"),
-        Platform::Bluesky => Some("app_password"),
-        Platform::Webhook | Platform::Exec | Platform::Outbox => None,
-    }
+/// The credential keys a new channel of `platform` starts with.
+fn credential_keys(platform: Platform) -> Vec<&'static str> {
+    platform
+        .starter_keys()
+        .into_iter()
+        .filter(|k| k.kind == Kind::Secret)
+        .map(|k| k.name)
+        .collect()
 }
 
 /// Whether the channel talks to a network account (and so starts in dry-run mode).
 fn is_network(platform: Platform) -> bool {
-    !matches!(platform, Platform::Outbox | Platform::Exec)
+    platform.transport() == Transport::Http
 }
 
 /// The config text.
@@ -360,13 +359,13 @@ pub fn config_text(plan: &Plan) -> String {
     );
     for c in &plan.channels {
         let _ = writeln!(s);
-        let _ = writeln!(s, "# {}", crate::cli::reference::platform_about(c.platform));
+        let _ = writeln!(s, "# {}", c.platform.about());
         let _ = writeln!(s, "[channels.{}]", c.name);
         let _ = writeln!(s, "platform = \"{}\"", c.platform);
         for (key, value) in &c.account {
             let _ = writeln!(s, "{key} = {value}");
         }
-        if let Some(key) = credential_key(c.platform) {
+        for key in credential_keys(c.platform) {
             let var = format!(
                 "{}_{}",
                 c.name.to_uppercase().replace('-', "_"),
@@ -387,35 +386,34 @@ pub fn config_text(plan: &Plan) -> String {
                 "dry_run = true                          # remove to publish for real"
             );
         }
-        if c.platform == Platform::Exec {
-            let _ = writeln!(
-                s,
-                "# The program reads the post as JSON on stdin; exit 0 published, 75 try later\n\
-                 # (see EXEC PROGRAMS in `man cadenced.toml`).\n\
-                 timeout = \"30s\""
-            );
+        // The keys that have a default, commented out with what they are for.
+        for key in c.platform.keys() {
+            if let Need::Default(default) = key.need {
+                let _ = writeln!(
+                    s,
+                    "# {} = {}    # {} (default {default})",
+                    key.name, key.example, key.about
+                );
+            }
         }
     }
     s
 }
 
-/// A sample post for a channel: a different text per platform, so the "different text per
-/// platform" rule does not hold the samples back.
-pub fn sample_post(channel: &NewChannel) -> String {
-    let text = match channel.platform {
-        Platform::X => {
-            "New in the shop this week: trail runners in six colours. Which one is yours? #sneakers"
-        }
-        Platform::Mastodon => {
-            "We just unpacked the new trail runners, in six colours and every size.\nCome by the shop this week to try a pair, or reply here and we will help you pick."
-        }
-        Platform::Bluesky => {
-            "Six colours of trail runners landed on our shelves today. Our favourite is the moss green one: what's yours?"
-        }
-        Platform::Webhook | Platform::Exec | Platform::Outbox => {
-            "This week in the shop: the new trail runners arrived in six colours, and our repair workshop is back in December."
-        }
-    };
+/// Texts for sample posts: different enough from each other that the "different text per
+/// platform" rule holds none of them back.
+const SAMPLES: &[&str] = &[
+    "New in the shop this week: trail runners in six colours. Which one is yours? #sneakers",
+    "We just unpacked the new trail runners, in six colours and every size.\nCome by the shop this week to try a pair, or reply here and we will help you pick.",
+    "Six colours of trail runners landed on our shelves today. Our favourite is the moss green one: what's yours?",
+    "This week in the shop: the new trail runners arrived in six colours, and our repair workshop is back in December.",
+    "Repair workshop dates for December are up: bring worn soles and loose seams, we fix them while you wait.",
+    "Gift cards are back, in any amount and wrapped for free at the till.",
+];
+
+/// A sample post for the `index`-th channel.
+pub fn sample_post(index: usize) -> String {
+    let text = SAMPLES[index % SAMPLES.len()];
     format!(
         "+++\n\
          # A sample post written by `cadenced init`: replace it with your own, or move it into\n\
@@ -442,12 +440,12 @@ pub fn write(dir: &Path, plan: &Plan) -> io::Result<Vec<PathBuf>> {
         .open(&config)?
         .write_all(config_text(plan).as_bytes())?;
     written.push(config);
-    for c in &plan.channels {
+    for (i, c) in plan.channels.iter().enumerate() {
         let folder = dir.join("queue").join(&c.name);
         std::fs::create_dir_all(folder.join("drafts"))?;
         let post = folder.join("001-hello.md");
         if !post.exists() {
-            std::fs::write(&post, sample_post(c))?;
+            std::fs::write(&post, sample_post(i))?;
             written.push(post);
         }
     }
@@ -469,17 +467,14 @@ mod tests {
 
     #[test]
     fn every_platform_makes_a_config_that_parses() {
-        let all: Vec<String> = Platform::ALL
-            .iter()
-            .map(|p| format!("shop-{p}:{p}"))
-            .collect();
+        let all: Vec<String> = Platform::all().map(|p| format!("shop-{p}:{p}")).collect();
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
         let plan = plan_from_flags(&args(&all)).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config/cadenced.toml");
         let loaded = crate::config::parse(&path, &config_text(&plan))
             .unwrap_or_else(|d| panic!("{d:?}\n{}", config_text(&plan)));
-        assert_eq!(loaded.config.channels.len(), Platform::ALL.len());
+        assert_eq!(loaded.config.channels.len(), Platform::all().count());
         for ch in &loaded.config.channels {
             assert_eq!(ch.dry_run, is_network(ch.platform), "{}", ch.name);
         }
@@ -504,8 +499,8 @@ mod tests {
                 .map(|c| (c.name.as_str(), c.platform))
                 .collect::<Vec<_>>(),
             [
-                ("shop-toots", Platform::Mastodon),
-                ("shop-bluesky", Platform::Bluesky)
+                ("shop-toots", Platform::named("mastodon").unwrap()),
+                ("shop-bluesky", Platform::named("bluesky").unwrap())
             ]
         );
         assert_eq!(
@@ -533,27 +528,20 @@ mod tests {
             ..args(&[])
         };
         let plan = ask(&a, &mut io::Cursor::new(""), &mut Vec::new(), false).unwrap();
-        assert_eq!(
-            plan.channels,
-            [new_channel("shop-outbox", Platform::Outbox)]
-        );
+        assert_eq!(plan.channels, [new_channel("shop-outbox", outbox())]);
     }
 
     #[test]
-    fn samples_differ_enough_between_platforms() {
+    fn samples_differ_enough_between_channels() {
         use crate::cadence::similarity::{Fingerprint, similarity};
-        let social = [Platform::X, Platform::Mastodon, Platform::Bluesky];
-        for (i, a) in social.iter().enumerate() {
-            for b in &social[i + 1..] {
-                let text = |p: Platform| {
-                    let post = sample_post(&new_channel("c", p));
-                    crate::post::parse(post.as_bytes()).unwrap().body
-                };
+        let text = |i: usize| crate::post::parse(sample_post(i).as_bytes()).unwrap().body;
+        for a in 0..SAMPLES.len() {
+            for b in a + 1..SAMPLES.len() {
                 let (fa, fb) = (
-                    Fingerprint::of_text(&text(*a)),
-                    Fingerprint::of_text(&text(*b)),
+                    Fingerprint::of_text(&text(a)),
+                    Fingerprint::of_text(&text(b)),
                 );
-                assert!(similarity(&fa, &fb) < 0.5, "{a} and {b}");
+                assert!(similarity(&fa, &fb) < 0.5, "samples {a} and {b}");
             }
         }
     }

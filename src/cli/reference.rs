@@ -3,18 +3,21 @@
 //! written from (and tested against) these tables; a test checks that they list exactly the
 //! keys the config parser and the post parser accept, so a new key cannot go undocumented.
 
+use std::borrow::Cow;
+
 use crate::platforms::Platform;
+use crate::platforms::keys::{Key, Need};
 
 /// One key of the config or of a post's front matter.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct KeyDoc {
-    pub key: &'static str,
+    pub key: Cow<'static, str>,
     /// What it takes, in words ("a path", "a duration").
-    pub takes: &'static str,
+    pub takes: Cow<'static, str>,
     /// The default, or "required".
-    pub default: &'static str,
-    pub about: &'static str,
-    pub example: &'static str,
+    pub default: Cow<'static, str>,
+    pub about: Cow<'static, str>,
+    pub example: Cow<'static, str>,
 }
 
 const fn key(
@@ -25,11 +28,33 @@ const fn key(
     example: &'static str,
 ) -> KeyDoc {
     KeyDoc {
-        key,
-        takes,
-        default,
-        about,
-        example,
+        key: Cow::Borrowed(key),
+        takes: Cow::Borrowed(takes),
+        default: Cow::Borrowed(default),
+        about: Cow::Borrowed(about),
+        example: Cow::Borrowed(example),
+    }
+}
+
+impl KeyDoc {
+    /// A platform key's page entry, from the platform's declaration.
+    pub fn declared(k: &Key) -> KeyDoc {
+        let default = match k.need {
+            Need::Required => "required".to_string(),
+            Need::Optional => "none".to_string(),
+            Need::Default(v) => v.to_string(),
+        };
+        let mut about = k.about.to_string();
+        if let Some(first) = about.get(..1) {
+            about = format!("{}{}.", first.to_uppercase(), &about[1..]);
+        }
+        KeyDoc {
+            key: Cow::Borrowed(k.name),
+            takes: Cow::Borrowed(k.kind.describe()),
+            default: Cow::Owned(default),
+            about: Cow::Owned(about),
+            example: Cow::Owned(format!("{} = {}", k.name, k.example)),
+        }
     }
 }
 
@@ -160,117 +185,10 @@ pub const CHANNEL: &[KeyDoc] = &[
     ),
 ];
 
-/// The keys only channels of `platform` take, never inherited from `[defaults]`.
-pub fn platform_keys(platform: Platform) -> &'static [KeyDoc] {
-    match platform {
-        Platform::X => X_KEYS,
-        Platform::Mastodon => MASTODON_KEYS,
-        Platform::Bluesky => BLUESKY_KEYS,
-        Platform::Webhook => WEBHOOK_KEYS,
-        Platform::Exec => EXEC_KEYS,
-        Platform::Outbox => &[],
-    }
-}
-
-const X_KEYS: &[KeyDoc] = &[key(
-    "token",
-    "a credential",
-    "required",
-    "An OAuth 2.0 user-context access token.",
-    r#"token = { credential = "x-token" }"#,
-)];
-
-const MASTODON_KEYS: &[KeyDoc] = &[
-    key(
-        "instance",
-        "an https:// address",
-        "required",
-        "The account's server.",
-        r#"instance = "https://mastodon.social""#,
-    ),
-    key(
-        "token",
-        "a credential",
-        "required",
-        "An access token with the write:statuses and write:media scopes.",
-        r#"token = { env = "SHOP_MASTODON_TOKEN" }"#,
-    ),
-    key(
-        "max_characters",
-        "a whole number",
-        "read from the instance (500 if it does not say)",
-        "The instance's text limit, when you want to set it yourself.",
-        "max_characters = 1000",
-    ),
-];
-
-const BLUESKY_KEYS: &[KeyDoc] = &[
-    key(
-        "service",
-        "an https:// address",
-        "https://bsky.social",
-        "The account's PDS.",
-        r#"service = "https://bsky.social""#,
-    ),
-    key(
-        "handle",
-        "a handle",
-        "required",
-        "The account's handle, without `@`.",
-        r#"handle = "shop.bsky.social""#,
-    ),
-    key(
-        "app_password",
-        "a credential",
-        "required",
-        "An app password (Settings, Privacy and security, App passwords), never the account password.",
-        r#"app_password = { credential = "bluesky-app-password" }"#,
-    ),
-];
-
-const WEBHOOK_KEYS: &[KeyDoc] = &[key(
-    "url",
-    "an https:// address (http:// only for loopback)",
-    "required",
-    "Receives each post as a JSON POST with an Idempotency-Key header.",
-    r#"url = "https://hooks.example/cadenced""#,
-)];
-
-const EXEC_KEYS: &[KeyDoc] = &[
-    key(
-        "command",
-        "a list of strings: the program and its arguments",
-        "required",
-        "The program to run for each post, without a shell; it reads the post as JSON on stdin.",
-        r#"command = ["/usr/local/bin/publish", "--channel", "shop"]"#,
-    ),
-    key(
-        "timeout",
-        "a duration",
-        "30s",
-        "How long the program may run; after that it is stopped and the outcome is unknown.",
-        r#"timeout = "2m""#,
-    ),
-];
-
-/// One line per platform: what it is, for the pages' platform sections.
-pub fn platform_about(platform: Platform) -> &'static str {
-    match platform {
-        Platform::X => {
-            "X (Twitter). Counts 280 weighted characters: links 23, CJK characters and emoji 2."
-        }
-        Platform::Mastodon => {
-            "Mastodon. The instance's own character limit applies; links count 23."
-        }
-        Platform::Bluesky => "Bluesky. 300 graphemes and 3000 bytes; images need alt text.",
-        Platform::Webhook => "POSTs each post as JSON to a URL of yours.",
-        Platform::Exec => {
-            "Runs a program of yours with the post as JSON on stdin (see EXEC PROGRAMS)."
-        }
-        Platform::Outbox => {
-            "Writes each post into the outbox folder; needs no account and no network."
-        }
-    }
+/// The keys only channels of `platform` take, never inherited from `[defaults]`: the
+/// platform's own declaration.
+pub fn platform_keys(platform: Platform) -> Vec<KeyDoc> {
+    platform.keys().iter().map(KeyDoc::declared).collect()
 }
 
 /// The keys of a post file's front matter.
@@ -348,14 +266,14 @@ pub const MEDIA: &[KeyDoc] = &[
 mod tests {
     use super::*;
 
-    fn keys(docs: &[KeyDoc]) -> Vec<&'static str> {
-        let mut k: Vec<_> = docs.iter().map(|d| d.key).collect();
+    fn keys(docs: &[KeyDoc]) -> Vec<String> {
+        let mut k: Vec<_> = docs.iter().map(|d| d.key.to_string()).collect();
         k.sort_unstable();
         k
     }
 
-    fn sorted(keys: &[&'static str]) -> Vec<&'static str> {
-        let mut k = keys.to_vec();
+    fn sorted(keys: &[&'static str]) -> Vec<String> {
+        let mut k: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         k.sort_unstable();
         k
     }
@@ -366,12 +284,9 @@ mod tests {
         let mut channel = crate::config::COMMON_KEYS.to_vec();
         channel.push("platform");
         assert_eq!(keys(CHANNEL), sorted(&channel));
-        for p in Platform::ALL {
-            assert_eq!(
-                keys(platform_keys(p)),
-                sorted(crate::config::platform_keys(p)),
-                "{p}"
-            );
+        for p in Platform::all() {
+            let declared: Vec<&'static str> = crate::config::platform_keys(p).collect();
+            assert_eq!(keys(&platform_keys(p)), sorted(&declared), "{p}");
         }
     }
 
@@ -386,14 +301,16 @@ mod tests {
         // Each channel key's example in a channel of its platform: what the page shows works.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cadenced.toml");
-        for p in Platform::ALL {
+        for p in Platform::all() {
             let mut channel = format!("[channels.c]\nplatform = \"{p}\"\n");
             for k in CHANNEL.iter().filter(|k| k.key != "platform") {
-                channel.push_str(k.example);
+                channel.push_str(&k.example);
                 channel.push('\n');
             }
-            for k in platform_keys(p) {
-                channel.push_str(k.example);
+            // The keys a new channel starts with (alternatives, such as X's ways to log in,
+            // cannot all be set at once).
+            for k in p.starter_keys() {
+                channel.push_str(&KeyDoc::declared(k).example);
                 channel.push('\n');
             }
             let text = format!(

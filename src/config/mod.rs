@@ -13,7 +13,6 @@
 //! a source snippet.
 
 pub mod duration;
-pub mod secret;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -27,9 +26,11 @@ use toml::de::{DeString, DeTable, DeValue};
 
 use crate::cadence::{ChannelRules, Schedule, Slot};
 use crate::diag::{Diagnostic, did_you_mean};
-use crate::platforms::{Limits, Platform};
+use crate::platforms::keys::{Key as KeySpec, Kind, Need, Value as KeyValue};
+use crate::platforms::{Limits, Platform, registry};
 
-pub use secret::{Secret, SecretRef};
+pub use crate::platforms::keys::Settings;
+pub use crate::secret::{Secret, SecretRef};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -51,52 +52,21 @@ pub struct Channel {
     pub dry_run: bool,
     /// Takes part in the cross-platform variation rule.
     pub variation: bool,
+    /// The platform's keys, parsed by their declaration.
     pub settings: Settings,
-}
-
-/// The platform-specific keys of a channel.
-#[derive(Debug, Clone)]
-pub enum Settings {
-    X {
-        token: SecretRef,
-    },
-    Mastodon {
-        instance: String,
-        token: SecretRef,
-        max_characters: Option<usize>,
-    },
-    Bluesky {
-        service: String,
-        handle: String,
-        app_password: SecretRef,
-    },
-    Webhook {
-        url: String,
-    },
-    Exec {
-        command: Vec<String>,
-        timeout: jiff::SignedDuration,
-    },
-    Outbox,
+    /// The platform's limits for this channel: from its keys, and where the platform sets
+    /// them on the server (a Mastodon instance's text limit), what the daemon learned.
+    pub limits: Limits,
 }
 
 impl Channel {
     pub fn limits(&self) -> Limits {
-        match &self.settings {
-            Settings::Mastodon { max_characters, .. } => Limits {
-                max_characters: *max_characters,
-            },
-            _ => Limits::default(),
-        }
+        self.limits.clone()
     }
 
     /// The channel's credentials, by config key.
     pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
-        match &self.settings {
-            Settings::X { token } | Settings::Mastodon { token, .. } => vec![("token", token)],
-            Settings::Bluesky { app_password, .. } => vec![("app_password", app_password)],
-            Settings::Webhook { .. } | Settings::Exec { .. } | Settings::Outbox => Vec::new(),
-        }
+        self.settings.secrets().collect()
     }
 }
 
@@ -122,10 +92,6 @@ pub const SYSTEM_CONFIG: &str = "/etc/cadenced/cadenced.toml";
 /// Where a working copy's config lives, relative to the current directory.
 pub const LOCAL_CONFIG: &str = "config/cadenced.toml";
 
-/// Bluesky's main PDS host, used when a channel sets no `service`.
-pub const DEFAULT_BLUESKY_SERVICE: &str = "https://bsky.social";
-/// How long an `exec` program may run when the channel sets no `timeout`.
-pub const DEFAULT_EXEC_TIMEOUT: SignedDuration = SignedDuration::from_secs(30);
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
 
@@ -151,21 +117,23 @@ pub const COMMON_KEYS: [&str; 10] = [
     "variation",
 ];
 
-/// The keys only channels of `platform` take (never inherited from `[defaults]`: they name
-/// one account, so sharing them would be a mistake).
-pub fn platform_keys(platform: Platform) -> &'static [&'static str] {
-    match platform {
-        Platform::X => &["token"],
-        Platform::Mastodon => &["instance", "token", "max_characters"],
-        Platform::Bluesky => &["service", "handle", "app_password"],
-        Platform::Webhook => &["url"],
-        Platform::Exec => &["command", "timeout"],
-        Platform::Outbox => &[],
-    }
+/// The names of the keys only channels of `platform` take (never inherited from
+/// `[defaults]`: they name one account, so sharing them would be a mistake).
+pub fn platform_keys(platform: Platform) -> impl Iterator<Item = &'static str> {
+    platform.keys().iter().map(|k| k.name)
 }
 
-/// Keys that hold credentials on some platform.
-const SECRET_KEYS: [&str; 2] = ["token", "app_password"];
+/// Every key that holds a credential on some platform, by the platforms' declarations.
+fn secret_keys() -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = Platform::all()
+        .flat_map(|p| p.keys().iter())
+        .filter(|k| k.kind == Kind::Secret)
+        .map(|k| k.name)
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
 
 /// Finds the config file: `--config`, else `$CADENCED_CONFIG`, else
 /// `./config/cadenced.toml`, else `/etc/cadenced/cadenced.toml`. A path given explicitly
@@ -526,10 +494,7 @@ impl<'a> Parser<'a> {
             format!(
                 "`{name}` is a channel setting: put it under [defaults] (for every channel) or under a [channels.<name>] table"
             )
-        } else if name == "platform"
-            || Platform::ALL
-                .iter()
-                .any(|p| platform_keys(*p).contains(&name))
+        } else if name == "platform" || Platform::all().any(|p| platform_keys(p).any(|n| n == name))
         {
             format!("`{name}` belongs to one channel: put it under its [channels.<name>] table")
         } else if let Some(best) = did_you_mean(name, TOP_KEYS) {
@@ -822,7 +787,7 @@ impl<'a> Parser<'a> {
                 self.common_key(&mut own, key, value);
             } else if resolved == Err(true) {
                 // A planned platform's keys are unknown here; its error says enough.
-            } else if !platform.is_some_and(|p| platform_keys(p).contains(&k)) {
+            } else if !platform.is_some_and(|p| platform_keys(p).any(|n| n == k)) {
                 self.unknown_channel_key(key, channel_name, platform);
             }
         }
@@ -884,6 +849,7 @@ impl<'a> Parser<'a> {
             rules,
             dry_run: common.dry_run.value_or(false),
             variation: common.variation.value_or(platform.varies_by_default()),
+            limits: platform.limits(&settings),
             settings,
         };
         Some((channel, cap))
@@ -892,7 +858,8 @@ impl<'a> Parser<'a> {
     /// The channel's platform; errors are reported here. `Err(true)` marks a platform this
     /// version plans but does not support, whose keys it cannot know.
     fn platform(&mut self, name: &Key<'_>, table: &DeTable<'_>) -> Result<Platform, bool> {
-        let supported = list(&Platform::ALL.map(Platform::name));
+        let names: Vec<&str> = Platform::all().map(Platform::name).collect();
+        let supported = list(&names);
         let channel = name.get_ref().as_ref();
         let Some(value) = table.get("platform") else {
             self.error(name.span(), format!("channel `{channel}` has no `platform`"), format!("add `platform = \"…\"` to [channels.{channel}]; supported platforms: {supported}"));
@@ -911,7 +878,7 @@ impl<'a> Parser<'a> {
             return Ok(platform);
         }
         let lower = written.to_lowercase();
-        if let Some(planned) = Platform::PLANNED.iter().find(|p| **p == lower) {
+        if let Some(planned) = registry::PLANNED.iter().find(|p| **p == lower) {
             self.error(
                 value.span(),
                 format!("platform `{planned}` is not supported yet by this version"),
@@ -925,8 +892,7 @@ impl<'a> Parser<'a> {
                 format!("platform names are lowercase: did you mean `{p}`?"),
             );
         } else {
-            let names = Platform::ALL.map(Platform::name);
-            let help = match did_you_mean(&lower, names) {
+            let help = match did_you_mean(&lower, names.iter().copied()) {
                 Some(best) => format!("did you mean `{best}`? Supported platforms: {supported}"),
                 None => format!("supported platforms: {supported}"),
             };
@@ -940,10 +906,9 @@ impl<'a> Parser<'a> {
     /// platform the user meant, and that error is already reported.
     fn unknown_channel_key(&mut self, key: &Key<'_>, channel: &str, platform: Option<Platform>) {
         let name = key.get_ref().as_ref();
-        let owners: Vec<&str> = Platform::ALL
-            .iter()
-            .filter(|p| platform_keys(**p).contains(&name))
-            .map(|p| p.name())
+        let owners: Vec<&str> = Platform::all()
+            .filter(|p| platform_keys(*p).any(|n| n == name))
+            .map(Platform::name)
             .collect();
         match (platform, owners_of(name)) {
             (None, Some(_)) => {}
@@ -981,109 +946,152 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The channel's platform keys, each parsed by its declared kind; a required key that is
+    /// missing gets its example; then the platform's checks of keys that go together.
     fn settings(&mut self, at: &ChannelAt<'_>, table: &DeTable<'_>) -> Option<Settings> {
-        match at.platform {
-            Platform::X => {
-                let token = self.secret(at, table, "token");
-                Some(Settings::X { token: token? })
+        let errors_before = self.errors.len();
+        let mut settings = Settings::new();
+        for key in at.platform.keys() {
+            let value = match (table.get(key.name), key.need) {
+                (Some(value), _) => self.key_value(key, value),
+                (None, Need::Required) => {
+                    self.missing(at, key);
+                    None
+                }
+                (None, Need::Optional) => None,
+                (None, Need::Default(default)) => default_value(key, default),
+            };
+            if let Some(value) = value {
+                settings.insert(key.name, value);
             }
-            Platform::Mastodon => {
-                let instance = self
-                    .required(at, table, "instance")
-                    .and_then(|v| self.url("instance", v));
-                let token = self.secret(at, table, "token");
-                let max_characters = match table.get("max_characters") {
-                    None => Some(None),
-                    Some(v) => self.max_characters(v).map(Some),
-                };
-                Some(Settings::Mastodon {
-                    instance: instance?,
-                    token: token?,
-                    max_characters: max_characters?,
-                })
-            }
-            Platform::Bluesky => {
-                let service = match table.get("service") {
-                    None => Some(DEFAULT_BLUESKY_SERVICE.to_string()),
-                    Some(v) => self.url("service", v),
-                };
-                let handle = self
-                    .required(at, table, "handle")
-                    .and_then(|v| self.handle(v));
-                let app_password = self.secret(at, table, "app_password");
-                Some(Settings::Bluesky {
-                    service: service?,
-                    handle: handle?,
-                    app_password: app_password?,
-                })
-            }
-            Platform::Webhook => {
-                let url = self
-                    .required(at, table, "url")
-                    .and_then(|v| self.url("url", v));
-                Some(Settings::Webhook { url: url? })
-            }
-            Platform::Exec => {
-                let command = self
-                    .required(at, table, "command")
-                    .and_then(|v| self.command(v));
-                let timeout = match table.get("timeout") {
-                    None => Some(DEFAULT_EXEC_TIMEOUT),
-                    Some(v) => self.duration("timeout", v).and_then(|d| {
-                        if d.is_zero() {
-                            self.error(v.span(), "`timeout = \"0s\"` would stop every program at once", "give the program time to publish, e.g. `timeout = \"30s\"` (the default)");
-                            None
-                        } else {
-                            Some(d)
-                        }
-                    }),
-                };
-                Some(Settings::Exec {
-                    command: command?,
-                    timeout: timeout?,
-                })
-            }
-            Platform::Outbox => Some(Settings::Outbox),
         }
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        for problem in at.platform.check_keys(&settings) {
+            let span = problem
+                .key
+                .and_then(|k| table.get(k))
+                .map_or(at.span.clone(), Value::span);
+            self.error(span, problem.message, problem.help);
+        }
+        (self.errors.len() == errors_before).then_some(settings)
     }
 
-    fn required<'t, 'i>(
-        &mut self,
-        at: &ChannelAt<'_>,
-        table: &'t DeTable<'i>,
-        key: &str,
-    ) -> Option<&'t Value<'i>> {
-        let value = table.get(key);
-        if value.is_none() {
-            self.error(
-                at.span.clone(),
-                format!(
-                    "channel `{}` ({} platform) is missing `{key}`",
-                    at.name, at.platform
-                ),
-                format!(
-                    "add {} to [channels.{}]",
-                    example_for(key, at.name),
-                    at.name
-                ),
-            );
-        }
-        value
-    }
-
-    fn secret(&mut self, at: &ChannelAt<'_>, table: &DeTable<'_>, key: &str) -> Option<SecretRef> {
-        let value = self.required(at, table, key)?;
-        match SecretRef::from_toml(key, value.get_ref(), self.dir) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                let d = Diagnostic::error(self.file, e.message).with_help(e.help);
-                // A literal is (or may be) the secret: name its line, never show it.
-                let d = if e.literal {
-                    d.at_line(self.line_of(value.span().start))
+    fn missing(&mut self, at: &ChannelAt<'_>, key: &KeySpec) {
+        self.error(
+            at.span.clone(),
+            format!(
+                "channel `{}` ({} platform) is missing `{}`",
+                at.name, at.platform, key.name
+            ),
+            format!(
+                "add {} to [channels.{}]{}",
+                key.example_line(at.name),
+                at.name,
+                if key.about.is_empty() {
+                    String::new()
                 } else {
-                    self.at(d, value.span())
-                };
-                self.errors.push(d);
+                    format!(" ({})", key.about)
+                }
+            ),
+        );
+    }
+
+    /// One key's value, parsed and checked by its kind.
+    fn key_value(&mut self, key: &KeySpec, value: &Value<'_>) -> Option<KeyValue> {
+        let name = key.name;
+        match key.kind {
+            Kind::Url => self.url(name, value).map(KeyValue::Url),
+            Kind::Secret => match SecretRef::from_toml(name, value.get_ref(), self.dir) {
+                Ok(r) => Some(KeyValue::Secret(r)),
+                Err(e) => {
+                    let d = Diagnostic::error(self.file, e.message).with_help(e.help);
+                    // A literal is (or may be) the secret: name its line, never show it.
+                    let d = if e.literal {
+                        d.at_line(self.line_of(value.span().start))
+                    } else {
+                        self.at(d, value.span())
+                    };
+                    self.errors.push(d);
+                    None
+                }
+            },
+            Kind::Handle => self.handle(key, value).map(KeyValue::Text),
+            Kind::Id => self.id(key, value).map(KeyValue::Text),
+            Kind::Integer { min, max } => self.bounded_integer(key, value, min, max),
+            Kind::Duration { min_secs } => self.duration(name, value).and_then(|d| {
+                if d < SignedDuration::from_secs(min_secs) {
+                    self.error(
+                        value.span(),
+                        format!("`{name}` must be at least {min_secs} s"),
+                        format!("write e.g. `{name} = {}`", key.example),
+                    );
+                    None
+                } else {
+                    Some(KeyValue::Duration(d))
+                }
+            }),
+            Kind::Argv => self.command(key, value).map(KeyValue::Argv),
+        }
+    }
+
+    fn bounded_integer(
+        &mut self,
+        key: &KeySpec,
+        value: &Value<'_>,
+        min: i64,
+        max: i64,
+    ) -> Option<KeyValue> {
+        let name = key.name;
+        match integer(value.get_ref()) {
+            Some(n) if (min..=max).contains(&n) => Some(KeyValue::Integer(n)),
+            Some(_) => {
+                self.error(
+                    value.span(),
+                    format!("`{name}` must be between {min} and {max}"),
+                    format!("write e.g. `{name} = {}`{}", key.example, about(key)),
+                );
+                None
+            }
+            None => {
+                self.type_error(
+                    name,
+                    "a whole number",
+                    value,
+                    &format!("`{name} = {}`", key.example),
+                );
+                None
+            }
+        }
+    }
+
+    fn id(&mut self, key: &KeySpec, value: &Value<'_>) -> Option<String> {
+        let name = key.name;
+        match value.get_ref() {
+            DeValue::String(s) if !s.trim().is_empty() && !s.contains(char::is_whitespace) => {
+                Some(s.to_string())
+            }
+            DeValue::String(_) => {
+                self.error(
+                    value.span(),
+                    format!("`{name}` is empty or has spaces in it"),
+                    format!(
+                        "write the identifier the platform gave, e.g. `{name} = {}`",
+                        key.example
+                    ),
+                );
+                None
+            }
+            // Ids are numbers in some platforms' pages; they are sent as strings.
+            DeValue::Integer(i) => Some(i.as_str().to_string()),
+            _ => {
+                self.type_error(
+                    name,
+                    "a string",
+                    value,
+                    &format!("`{name} = {}`", key.example),
+                );
                 None
             }
         }
@@ -1115,49 +1123,45 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn max_characters(&mut self, value: &Value<'_>) -> Option<usize> {
-        match integer(value.get_ref()).map(usize::try_from) {
-            Some(Ok(n)) if n > 0 => Some(n),
-            Some(_) => {
-                self.error(value.span(), "`max_characters` must be 1 or more", "write the instance's post length limit, e.g. `max_characters = 500`, or leave it out to read it from the instance");
-                None
-            }
-            None => {
-                self.type_error(
-                    "max_characters",
-                    "a whole number",
-                    value,
-                    "`max_characters = 500`",
-                );
-                None
-            }
-        }
-    }
-
-    fn handle(&mut self, value: &Value<'_>) -> Option<String> {
+    fn handle(&mut self, key: &KeySpec, value: &Value<'_>) -> Option<String> {
+        let name = key.name;
         match value.get_ref().as_str() {
             None => {
                 self.type_error(
-                    "handle",
+                    name,
                     "a string",
                     value,
-                    "`handle = \"shop.bsky.social\"`",
+                    &format!("`{name} = {}`", key.example),
                 );
                 None
             }
             Some("") => {
                 self.error(
                     value.span(),
-                    "`handle` is empty",
-                    "write the account's handle, e.g. `handle = \"shop.bsky.social\"`",
+                    format!("`{name}` is empty"),
+                    format!(
+                        "write the account's handle, e.g. `{name} = {}`",
+                        key.example
+                    ),
                 );
                 None
             }
             Some(h) if h.starts_with('@') => {
                 self.error(
                     value.span(),
-                    format!("`handle` starts with `@`: `{h}`"),
-                    format!("write it without the `@`: `handle = \"{}\"`", &h[1..]),
+                    format!("`{name}` starts with `@`: `{h}`"),
+                    format!("write it without the `@`: `{name} = \"{}\"`", &h[1..]),
+                );
+                None
+            }
+            Some(h) if h.contains(char::is_whitespace) => {
+                self.error(
+                    value.span(),
+                    format!("`{name}` has spaces in it: `{h}`"),
+                    format!(
+                        "write the account's handle, e.g. `{name} = {}`",
+                        key.example
+                    ),
                 );
                 None
             }
@@ -1165,7 +1169,8 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn command(&mut self, value: &Value<'_>) -> Option<Vec<String>> {
+    fn command(&mut self, key: &KeySpec, value: &Value<'_>) -> Option<Vec<String>> {
+        let name = key.name;
         const HELP: &str = "cadenced runs the program directly, without a shell; write the program and each argument as one string, e.g. `command = [\"/usr/local/bin/publish\", \"--channel\", \"shop\"]`";
         let items = match value.get_ref() {
             DeValue::Array(items) => items,
@@ -1182,20 +1187,20 @@ impl<'a> Parser<'a> {
                         .map(|w| format!("\"{w}\""))
                         .collect();
                     format!(
-                        "write `command = [{}]`; cadenced runs the program directly, without a shell",
+                        "write `{name} = [{}]`; cadenced runs the program directly, without a shell",
                         words.join(", ")
                     )
                 };
                 self.error(
                     value.span(),
-                    "`command` must be an argument vector, not a shell string",
+                    format!("`{name}` must be an argument vector, not a shell string"),
                     help,
                 );
                 return None;
             }
             _ => {
                 self.type_error(
-                    "command",
+                    name,
                     "an array of strings",
                     value,
                     "`command = [\"/usr/local/bin/publish\", \"--channel\", \"shop\"]`",
@@ -1204,7 +1209,7 @@ impl<'a> Parser<'a> {
             }
         };
         if items.is_empty() {
-            self.error(value.span(), "`command` is empty", HELP);
+            self.error(value.span(), format!("`{name}` is empty"), HELP);
             return None;
         }
         let mut argv = Vec::new();
@@ -1212,7 +1217,7 @@ impl<'a> Parser<'a> {
             match item.get_ref().as_str() {
                 Some(arg) => argv.push(arg.to_string()),
                 None => self.type_error(
-                    "command",
+                    name,
                     "an array of strings",
                     item,
                     "every argument in quotes",
@@ -1223,7 +1228,11 @@ impl<'a> Parser<'a> {
             return None;
         }
         if argv[0].is_empty() {
-            self.error(items[0].span(), "the program in `command` is empty", HELP);
+            self.error(
+                items[0].span(),
+                format!("the program in `{name}` is empty"),
+                HELP,
+            );
             return None;
         }
         Some(argv)
@@ -1259,9 +1268,8 @@ fn list(items: &[&str]) -> String {
 
 /// The platforms whose channels take `key`, for messages: "`x` and `mastodon`".
 fn owners_of(key: &str) -> Option<String> {
-    let owners: Vec<String> = Platform::ALL
-        .iter()
-        .filter(|p| platform_keys(**p).contains(&key))
+    let owners: Vec<String> = Platform::all()
+        .filter(|p| platform_keys(*p).any(|n| n == key))
         .map(|p| format!("`{p}`"))
         .collect();
     (!owners.is_empty()).then(|| owners.join(" and "))
@@ -1284,7 +1292,7 @@ fn may_hold_secret(line: &str) -> bool {
         .unwrap_or("")
         .trim()
         .trim_matches(['"', '\'']);
-    did_you_mean(key, SECRET_KEYS).is_some()
+    did_you_mean(key, secret_keys()).is_some()
 }
 
 fn is_channel_name(name: &str) -> bool {
@@ -1337,25 +1345,24 @@ pub fn suggest_zone(name: &str) -> Option<String> {
         .cloned()
 }
 
-/// An example line for a missing platform key, with an environment variable name derived
-/// from the channel so the user can paste it.
-fn example_for(key: &str, channel: &str) -> String {
-    let var = format!(
-        "{}_{}",
-        channel.to_uppercase().replace('-', "_"),
-        key.to_uppercase()
-    );
-    match key {
-        "token" | "app_password" => format!(
-            "`{key} = {{ env = \"{var}\" }}` (or `{{ file = \"path\" }}`, `{{ credential = \"name\" }}`)"
-        ),
-        "instance" => "`instance = \"https://mastodon.social\"`".to_string(),
-        "handle" => "`handle = \"shop.bsky.social\"`".to_string(),
-        "url" => "`url = \"https://hooks.example/cadenced\"`".to_string(),
-        "command" => {
-            "`command = [\"/usr/local/bin/publish\", \"--channel\", \"shop\"]`".to_string()
-        }
-        _ => format!("`{key} = …`"),
+/// A key's default value, written as in TOML, parsed as its kind. The defaults are the
+/// platforms' own constants, so one that does not parse is a bug caught by the tests.
+fn default_value(key: &KeySpec, default: &str) -> Option<KeyValue> {
+    let unquoted = default.trim_matches('"');
+    match key.kind {
+        Kind::Url => Some(KeyValue::Url(unquoted.to_string())),
+        Kind::Handle | Kind::Id => Some(KeyValue::Text(unquoted.to_string())),
+        Kind::Integer { .. } => unquoted.parse().ok().map(KeyValue::Integer),
+        Kind::Duration { .. } => duration::parse(unquoted).ok().map(KeyValue::Duration),
+        Kind::Secret | Kind::Argv => None,
+    }
+}
+
+fn about(key: &KeySpec) -> String {
+    if key.about.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", key.about)
     }
 }
 
@@ -1417,6 +1424,23 @@ fn check_url(written: &str) -> Result<(), UrlProblem> {
             "write an https:// URL".into(),
         ),
     }
+}
+
+/// Environment variables that hold any channel's credential: an exec program must not
+/// inherit them.
+pub fn credential_env_names(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = config
+        .channels
+        .iter()
+        .flat_map(|c| c.secrets())
+        .filter_map(|(_, secret)| match secret {
+            SecretRef::Env(name) => Some(name.clone()),
+            SecretRef::File(_) | SecretRef::Credential(_) => None,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Checks that every channel's credentials can be read from here, for `cadenced check`:

@@ -31,14 +31,16 @@ use crate::cadence::similarity::comparable;
 use crate::clock::{self, Clock};
 use crate::config::{self, Channel, Config};
 use crate::diag::Diagnostic;
-use crate::platforms::Platform;
-use crate::platforms::adapter::{Outgoing, OutgoingMedia};
-use crate::platforms::registry::{self, AnyAdapter};
+use crate::platforms::adapter::{self, AnyAdapter, ConnectCtx};
+use crate::platforms::{Limits, Platform, http};
 use crate::queue::{self, QueuedFile, files, watch};
 use crate::review::{self, LogView, Verdict};
 use crate::store::{self, NewAttempt, NewEvent, Store};
+use crate::tokens::TokenStore;
 
 pub use publish::Claim;
+use publish::Ended;
+use tokio_util::sync::CancellationToken;
 
 /// Knobs that tests and the demo turn; the defaults are what systemd runs.
 #[derive(Debug, Clone)]
@@ -103,8 +105,16 @@ struct Daemon {
     ready: HashSet<PathBuf>,
     /// Problems already reported, so a bad folder is logged once, not at every wake.
     reported: HashSet<String>,
-    /// Publish tasks; each returns its channel and whether the post went out.
-    tasks: JoinSet<(String, bool)>,
+    /// Publish tasks; each returns its channel and how the publish ended.
+    tasks: JoinSet<(String, Ended)>,
+    /// Cancelled at SIGTERM: publish tasks waiting to resend stop at once.
+    stop: CancellationToken,
+    /// Look-ups of limits the servers set (a Mastodon instance's text limit), in the
+    /// background so a slow server cannot hold the loop; each returns its channel.
+    lookups: JoinSet<(String, Option<Limits>)>,
+    /// Channels whose limits are being looked up: their files are judged once it answers
+    /// (or gives up), not against a default first.
+    awaiting_limits: HashSet<String>,
     permits: Arc<Semaphore>,
     /// Publishes spawned and not finished, per channel.
     in_flight: HashMap<String, usize>,
@@ -141,7 +151,7 @@ pub async fn run_config(
     options: Options,
     mut control: Option<mpsc::UnboundedReceiver<Control>>,
 ) -> anyhow::Result<usize> {
-    registry::install_tls_provider();
+    http::install_tls_provider();
     let store = Store::open(&config.database)
         .with_context(|| format!("opening the publish log {}", config.database.display()))?;
     let notifier = systemd::Notifier::from_env();
@@ -160,12 +170,15 @@ pub async fn run_config(
         ready: HashSet::new(),
         reported: HashSet::new(),
         tasks: JoinSet::new(),
+        stop: CancellationToken::new(),
+        lookups: JoinSet::new(),
+        awaiting_limits: HashSet::new(),
         permits,
         in_flight: HashMap::new(),
         published: 0,
     };
     daemon.build_adapters();
-    daemon.learn_limits().await;
+    daemon.learn_limits();
 
     // Watch first, then scan: files present before the watch started get no event.
     let (mut watcher, mut events) = watch::QueueWatcher::start(&daemon.config.queue)
@@ -227,6 +240,9 @@ pub async fn run_config(
             Some(done) = daemon.tasks.join_next(), if !daemon.tasks.is_empty() => {
                 daemon.task_finished(done);
             }
+            Some(found) = daemon.lookups.join_next(), if !daemon.lookups.is_empty() => {
+                daemon.limits_learned(found);
+            }
             _ = signals.hup.recv() => {
                 if daemon.reload().await {
                     (watcher, events) = watch::QueueWatcher::start(&daemon.config.queue)?;
@@ -248,6 +264,8 @@ pub async fn run_config(
     }
 
     daemon.notifier.stopping();
+    daemon.stop.cancel();
+    daemon.lookups.abort_all();
     tracing::info!(
         in_flight = daemon.tasks.len(),
         "stopping: finishing the requests in flight"
@@ -294,15 +312,21 @@ impl Daemon {
 
     fn build_adapters(&mut self) {
         let creds = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        let env = |n: &str| std::env::var(n).ok();
+        let ctx = ConnectCtx {
+            env: &env,
+            credentials_dir: creds.as_deref(),
+            outbox: &self.config.outbox,
+            tokens: Some(TokenStore::beside(&self.config.database)),
+            media: Arc::new(publish::QueueMedia {
+                root: self.config.queue.clone(),
+            }),
+            hidden_env: config::credential_env_names(&self.config),
+        };
         self.adapters.clear();
         self.disabled.clear();
         for ch in &self.config.channels {
-            match registry::for_channel(
-                &self.config,
-                ch,
-                |n| std::env::var(n).ok(),
-                creds.as_deref(),
-            ) {
+            match adapter::connect(ch.platform, &ch.name, &ch.settings, ch.dry_run, &ctx) {
                 Ok(a) => {
                     self.adapters.insert(ch.name.clone(), Arc::new(a));
                 }
@@ -314,26 +338,45 @@ impl Daemon {
         }
     }
 
-    /// Mastodon instances set their own text limit: read it where the config does not.
-    async fn learn_limits(&mut self) {
-        for ch in &mut self.config.channels {
-            let Some(adapter) = self.adapters.get(&ch.name) else {
+    /// Asks the servers that set their own limits (a Mastodon instance's text limit), in
+    /// the background with a short time-out; a channel's files wait for its answer.
+    fn learn_limits(&mut self) {
+        self.lookups.abort_all();
+        self.awaiting_limits.clear();
+        for ch in &self.config.channels {
+            let Some(adapter) = self.adapters.get(&ch.name).cloned() else {
                 continue;
             };
-            if let (AnyAdapter::Mastodon(m), config::Settings::Mastodon { max_characters, .. }) =
-                (adapter.as_ref(), &mut ch.settings)
-                && max_characters.is_none()
-            {
-                match m.max_characters().await {
-                    Ok(n) => {
-                        tracing::info!(channel = %ch.name, max_characters = n, "read the instance's text limit");
-                        *max_characters = Some(n);
-                    }
-                    Err(e) => {
-                        tracing::warn!(channel = %ch.name, "could not read the instance's text limit ({e}); using 500")
-                    }
-                }
+            let ctx = crate::platforms::ChannelCtx {
+                name: &ch.name,
+                settings: &ch.settings,
+                now: self.now(),
+            };
+            if ch.dry_run || ch.platform.limits_lookup(&ctx).is_none() {
+                continue;
             }
+            self.awaiting_limits.insert(ch.name.clone());
+            let (name, now) = (ch.name.clone(), self.now());
+            self.lookups
+                .spawn(async move { (name, adapter.learn_limits(now).await) });
+        }
+    }
+
+    fn limits_learned(&mut self, found: Result<(String, Option<Limits>), tokio::task::JoinError>) {
+        let Ok((name, limits)) = found else { return };
+        self.awaiting_limits.remove(&name);
+        let Some(ch) = self.config.channels.iter_mut().find(|c| c.name == name) else {
+            return;
+        };
+        match limits.and_then(|l| l.max_characters) {
+            Some(n) => {
+                tracing::info!(channel = %name, max_characters = n, "read the server's text limit");
+                ch.limits.max_characters = Some(n);
+            }
+            None => tracing::warn!(
+                channel = %name,
+                "could not read the server's text limit; using the platform's default (set `max_characters` in the channel to skip the look-up)"
+            ),
         }
     }
 
@@ -350,7 +393,7 @@ impl Daemon {
                 self.note_timezone_changes(&loaded.config);
                 self.config = loaded.config;
                 self.build_adapters();
-                self.learn_limits().await;
+                self.learn_limits();
                 self.reported.clear();
                 tracing::info!(config = %path.display(), "config reloaded");
                 queue_changed
@@ -397,7 +440,9 @@ impl Daemon {
 
     fn platform_of(&self, channel: &str) -> Platform {
         self.channel(channel)
-            .map_or(Platform::Outbox, |c| c.platform)
+            .map(|c| c.platform)
+            .or_else(|| Platform::named("outbox"))
+            .expect("the outbox platform is registered")
     }
 
     /// One evaluation at `now`: see the module documentation.
@@ -422,6 +467,9 @@ impl Daemon {
         scan.files.retain(|f| {
             self.ready.contains(&f.path) || !clock::modified_within(f.modified, settle)
         });
+        // A channel whose server is still telling its limits is judged once it has.
+        scan.files
+            .retain(|f| !self.awaiting_limits.contains(&f.channel));
         for p in &scan.problems {
             let key = p.to_string();
             if self.reported.insert(key) {
@@ -440,6 +488,7 @@ impl Daemon {
 
         for ch in self.config.channels.clone() {
             if self.disabled.contains_key(&ch.name)
+                || self.awaiting_limits.contains(&ch.name)
                 || self.in_flight.get(&ch.name).is_some_and(|n| *n > 0)
             {
                 continue;
@@ -533,11 +582,23 @@ impl Daemon {
         }
         let Ok(accepted) = &fresh.content else { return };
         let normalized = comparable(&accepted.post.body);
-        let count = self
+        // After an unsure outcome the platform may still recognise the key: reuse it (and
+        // its age) so a duplicate is dropped; otherwise a new key per attempt.
+        let reusable = self
             .shared
-            .with_store(|s| s.attempt_count(id))
-            .unwrap_or_default();
-        let key = idempotency_key(id, &fresh.hash, count);
+            .with_store(|s| s.reusable_key(id, &fresh.hash))
+            .ok()
+            .flatten();
+        let (key, key_started) = match reusable {
+            Some((key, first)) => (key, first),
+            None => {
+                let count = self
+                    .shared
+                    .with_store(|s| s.attempt_count(id))
+                    .unwrap_or_default();
+                (idempotency_key(id, &fresh.hash, count), now)
+            }
+        };
         let attempt = NewAttempt {
             started: now,
             channel: &ch.name,
@@ -546,6 +607,7 @@ impl Daemon {
             hash: &fresh.hash,
             normalized: &normalized,
             idempotency_key: &key,
+            key_started,
             dry_run: ch.dry_run,
         };
         let attempt_id = match self.shared.with_store(|s| s.begin_attempt(&attempt)) {
@@ -555,26 +617,7 @@ impl Daemon {
                 return;
             }
         };
-        let outgoing = Outgoing {
-            channel: ch.name.clone(),
-            platform: ch.platform,
-            file: id.to_string(),
-            text: accepted.post.body.clone(),
-            media: accepted
-                .media
-                .iter()
-                .map(|m| OutgoingMedia {
-                    path: m.path.clone(),
-                    rel: m.rel.clone(),
-                    alt: m.alt.clone(),
-                    bytes: m.bytes,
-                })
-                .collect(),
-            link: accepted.post.front.link.clone(),
-            lang: accepted.post.front.lang.clone(),
-            fields: accepted.post.front.platform.clone(),
-            idempotency_key: key,
-        };
+        let outgoing = publish::outgoing(&self.config.queue, ch, id, Some(accepted), &key, now);
         let expires = accepted
             .post
             .front
@@ -583,6 +626,7 @@ impl Daemon {
         let claim = Claim {
             attempt_id,
             started: now,
+            key_started,
             until: claim_until,
             expires,
             rules: ch.rules.clone(),
@@ -593,21 +637,27 @@ impl Daemon {
         let shared = self.shared.clone();
         let permits = self.permits.clone();
         let channel = ch.name.clone();
+        let stop = self.stop.clone();
         self.tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let published = publish::publish(&shared, &adapter, &outgoing, claim).await;
-            (channel, published)
+            let ended = publish::publish(&shared, &adapter, &outgoing, claim, &stop).await;
+            (channel, ended)
         });
     }
 
-    fn task_finished(&mut self, done: Result<(String, bool), tokio::task::JoinError>) {
+    fn task_finished(&mut self, done: Result<(String, Ended), tokio::task::JoinError>) {
         match done {
-            Ok((channel, published)) => {
+            Ok((channel, ended)) => {
                 if let Some(n) = self.in_flight.get_mut(&channel) {
                     *n = n.saturating_sub(1);
                 }
-                if published {
-                    self.published += 1;
+                match ended {
+                    Ended::Published => self.published += 1,
+                    Ended::NotPublished => {}
+                    Ended::Credentials(why) => {
+                        tracing::error!(channel = %channel, "channel disabled until the config is reloaded: {why}");
+                        self.disabled.insert(channel, why);
+                    }
                 }
             }
             Err(e) => {
@@ -769,9 +819,16 @@ impl Daemon {
             let Some(ch) = self.channel(&attempt.channel).cloned() else {
                 continue;
             };
-            let outcome =
-                publish::reconcile(&self.shared, &adapter, &ch, &attempt, &self.config.queue).await;
-            if outcome {
+            let ended = publish::reconcile(
+                &self.shared,
+                &adapter,
+                &ch,
+                &attempt,
+                &self.config.queue,
+                &self.stop,
+            )
+            .await;
+            if ended == Ended::Published {
                 self.published += 1;
             }
         }

@@ -13,13 +13,15 @@ use std::io;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use jiff::Timestamp;
-use tokio::io::AsyncWriteExt;
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-use super::adapter::{Adapter, AttemptInfo, Outgoing, PublishError, Receipt, Reconciled};
-use super::request::document;
-use super::webhook::receipt_fields;
+use super::adapter::{Outgoing, PublishError, Receipt};
+use super::keys::{Key, Kind, Settings};
+use super::plan::{self, Bindings, Body, Mode, Plan, RenderedBody, Role, Step, Tpl};
+use super::webhook::document;
+use super::{ChannelCtx, Limits, PlatformSpec, PostView, Transport, Violation};
 
 /// `EX_TEMPFAIL` from `sysexits.h`: "try again later".
 pub const EX_TEMPFAIL: i32 = 75;
@@ -27,9 +29,83 @@ pub const EX_TEMPFAIL: i32 = 75;
 /// How many lines of the program's stderr a failure message quotes.
 const STDERR_LINES: usize = 5;
 
+/// The most of the program's stdout and of its stderr kept: `{ "id", "url" }` and a few
+/// lines of explanation fit many times over; a program that writes more is not blocked
+/// (the rest is read and dropped).
+const MAX_OUTPUT: usize = 64 * 1024;
+
+pub struct Exec;
+
+const KEYS: &[Key] = &[
+    Key::required(
+        "command",
+        Kind::Argv,
+        "[\"/usr/local/bin/publish\", \"--channel\", \"shop\"]",
+    )
+    .about("the program and its arguments, one string each (no shell)"),
+    Key::defaulted(
+        "timeout",
+        Kind::Duration { min_secs: 1 },
+        "\"30s\"",
+        "\"2m\"",
+    )
+    .about("how long the program may run before it is stopped"),
+];
+
+impl PlatformSpec for Exec {
+    fn name(&self) -> &'static str {
+        "exec"
+    }
+
+    fn title(&self) -> &'static str {
+        "the program"
+    }
+
+    fn about(&self) -> &'static str {
+        "Runs a program of yours with the post as JSON on stdin (see EXEC PROGRAMS)."
+    }
+
+    fn keys(&self) -> &'static [Key] {
+        KEYS
+    }
+
+    fn fields(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
+    fn varies_by_default(&self) -> bool {
+        false
+    }
+
+    fn validate(&self, _limits: &Limits, _post: &PostView<'_>) -> Vec<Violation> {
+        Vec::new()
+    }
+
+    fn transport(&self) -> Transport {
+        Transport::Exec
+    }
+
+    /// One step in the outbox's shape: method `EXEC`, `url` = the program, the further
+    /// arguments as headers `Arg-1`, `Arg-2`…, the body = the stdin document. The adapter
+    /// runs exactly this step.
+    fn plan(&self, ch: &ChannelCtx<'_>, post: &Outgoing) -> Plan {
+        let command = ch.settings.argv("command").unwrap_or_default();
+        let program = command.first().cloned().unwrap_or_default();
+        let mut step = Step::new("create", Role::Create, "EXEC", program, "the program")
+            .body(Body::Json(Tpl::Value(document(post))));
+        for (i, arg) in command.iter().enumerate().skip(1) {
+            step = step.header(&format!("Arg-{i}"), arg.as_str());
+        }
+        Plan {
+            steps: vec![step],
+            assumed: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ExecAdapter {
-    command: Vec<String>,
+    settings: Settings,
     timeout: Duration,
     /// Environment variables the program must not inherit (credentials of channels).
     hidden_env: Vec<String>,
@@ -38,7 +114,7 @@ pub struct ExecAdapter {
 impl ExecAdapter {
     pub fn new(command: Vec<String>, timeout: Duration) -> Self {
         ExecAdapter {
-            command,
+            settings: Settings::new().with("command", super::keys::Value::Argv(command)),
             timeout,
             hidden_env: Vec::new(),
         }
@@ -50,23 +126,41 @@ impl ExecAdapter {
         self
     }
 
-    fn program(&self) -> &str {
-        self.command.first().map(String::as_str).unwrap_or("")
-    }
-}
-
-impl Adapter for ExecAdapter {
-    async fn publish(&self, post: &Outgoing, _now: Timestamp) -> Result<Receipt, PublishError> {
-        let Some((program, args)) = self.command.split_first() else {
+    /// Runs the plan's one step: the program, its arguments, the document on stdin.
+    pub async fn publish(&self, post: &Outgoing) -> Result<Receipt, PublishError> {
+        let ctx = ChannelCtx {
+            name: &post.channel,
+            settings: &self.settings,
+            now: post.started,
+        };
+        let plan = Exec.plan(&ctx, post);
+        let rendered = plan
+            .steps
+            .first()
+            .and_then(|s| plan::render(s, &Bindings::new(), Mode::Show).ok());
+        let Some(rendered) = rendered.filter(|r| !r.url.is_empty()) else {
             return Err(PublishError::Permanent {
                 reason: "the channel's exec command is empty".to_string(),
                 fix: "set `command = [\"/path/to/program\", \"arg\"]` in the channel".to_string(),
                 http_status: None,
             });
         };
-        let mut input = serde_json::to_vec(&document(post)).expect("JSON values encode");
+        let program = rendered.url.clone();
+        let args: Vec<String> = rendered.headers.iter().map(|(_, v)| v.clone()).collect();
+        let mut input = match &rendered.body {
+            RenderedBody::Json(v) => serde_json::to_vec(v).unwrap_or_default(),
+            _ => Vec::new(),
+        };
         input.push(b'\n');
+        self.run(&program, &args, input).await
+    }
 
+    async fn run(
+        &self,
+        program: &str,
+        args: &[String],
+        input: Vec<u8>,
+    ) -> Result<Receipt, PublishError> {
         let mut cmd = Command::new(program);
         cmd.args(args)
             .stdin(Stdio::piped())
@@ -83,6 +177,8 @@ impl Adapter for ExecAdapter {
         };
         let pid = child.id();
         let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
         let run = async move {
             let feed = async move {
                 if let Some(mut stdin) = stdin {
@@ -91,8 +187,9 @@ impl Adapter for ExecAdapter {
                     let _ = stdin.shutdown().await;
                 }
             };
-            let (_, output) = tokio::join!(feed, child.wait_with_output());
-            output
+            let (_, out, err, status) =
+                tokio::join!(feed, capped(stdout), capped(stderr), child.wait());
+            status.map(|s| (s, out, err))
         };
         let mut run = std::pin::pin!(run);
         let output = tokio::select! {
@@ -112,7 +209,7 @@ impl Adapter for ExecAdapter {
                 });
             }
         };
-        let output = match output {
+        let (status, stdout, stderr) = match output {
             Ok(output) => output,
             Err(e) => {
                 return Err(PublishError::Unknown {
@@ -121,22 +218,25 @@ impl Adapter for ExecAdapter {
                 });
             }
         };
-        classify(
-            self.program(),
-            output.status,
-            &output.stdout,
-            &output.stderr,
-        )
+        classify(program, status, &stdout, &stderr)
     }
+}
 
-    async fn reconcile(
-        &self,
-        _post: &Outgoing,
-        _attempt: &AttemptInfo,
-        _now: Timestamp,
-    ) -> Reconciled {
-        // A program has no read-back contract; only the user can say what happened.
-        Reconciled::Unknown
+/// Reads a pipe to its end, keeping at most [`MAX_OUTPUT`] bytes.
+async fn capped(pipe: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+    let Some(mut pipe) = pipe else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => {
+                let room = MAX_OUTPUT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
     }
 }
 
@@ -157,14 +257,16 @@ fn classify(
             })
         }
         Some(EX_TEMPFAIL) => Err(PublishError::Transient {
-            reason: format!("`{program}` exited with 75 (try again later){said}"),
+            reason: format!("`{program}` asked to try again later{said}"),
             retry_after: None,
             http_status: None,
         }),
         Some(code) => Err(PublishError::Permanent {
-            reason: format!("`{program}` exited with {code}{said}"),
+            reason: format!(
+                "`{program}` reported that it could not publish the post (exit status {code}){said}"
+            ),
             fix: format!(
-                "read the program's message above, fix the post or `{program}`, then run `cadenced retry FILE`; exit 75 asks cadenced to try again later"
+                "read the program's message above, fix the post or `{program}`, then run `cadenced retry FILE`"
             ),
             http_status: None,
         }),
@@ -179,6 +281,24 @@ fn classify(
             })
         }
     }
+}
+
+/// `id` and `url` from a JSON answer `{ "id", "url" }` (an `id` may be a number).
+pub fn receipt_fields(body: &[u8]) -> (Option<String>, Option<String>) {
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+        return (None, None);
+    };
+    let id = match map.get("id") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let url = map
+        .get("url")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    (id, url)
 }
 
 /// `: line1 / line2 …`: the first lines of the program's stderr, for the failure message.

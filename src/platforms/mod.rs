@@ -1,112 +1,273 @@
-//! The platforms cadenced publishes to, and each platform's rules for a post (text length
-//! by the platform's own counting rule, media count and size, alt text, extra fields).
-//! Validation here is pure: no IO, no clock. Publishing adapters arrive with the daemon.
+//! The platforms cadenced publishes to. Everything about one platform lives in its own
+//! folder (`mastodon/`, `bluesky/`, `x/`) or file (`webhook.rs`, `exec.rs`, `outbox.rs`):
+//! its config keys, its text and media rules, its request plan, how it reads answers and
+//! how it reads a post back. [`registry`] lists them, one line each; nothing else names a
+//! platform.
 //!
-//! Adding a platform: a variant in [`Platform`], its name in [`Platform::name`], a file with
-//! its `validate` and `FIELDS`, and its config keys in `config`. The compiler lists the rest.
+//! The contract every platform keeps ([`PlatformSpec`]):
+//! - `validate` is pure: no IO, no clock.
+//! - `plan` is pure: it turns a post into a [`plan::Plan`] of HTTP steps, which the network
+//!   executor sends and a dry run writes to the outbox (`run`), so both are the same requests.
+//! - Sending makes ONE attempt per call: no sleeping and no retrying inside. The daemon owns
+//!   timing, backoff and the cap, and re-checks the rules before each resend. "Not done yet,
+//!   ask again at T" is an answer ([`adapter::Sent::NotYet`]), not a sleep.
+//! - Errors say whether retrying can help (`adapter::PublishError`): transient, permanent,
+//!   unknown (the create may have reached the platform), or the channel's credentials.
+//! - `read_back` looks for a post whose outcome is unknown and never creates anything.
+//! - Secrets never appear in errors, logs, the outbox or the database.
 
 pub mod adapter;
 pub mod bluesky;
 pub mod exec;
+pub mod http;
+pub mod keys;
 pub mod mastodon;
-pub mod mastodon_api;
 pub mod outbox;
+pub mod plan;
 pub mod registry;
-pub mod request;
+pub mod run;
 pub mod text;
 pub mod webhook;
 pub mod x;
 
 use std::fmt;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
+use std::pin::Pin;
 
-use serde::{Deserialize, Serialize};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Platform {
-    X,
-    Mastodon,
-    Bluesky,
-    Webhook,
+use adapter::{Outgoing, Receipt, Reconciled};
+use http::Answer;
+use keys::{Key, KeyProblem, Settings};
+use plan::{Bindings, Plan, Step};
+use run::{ReadBack, Verdict};
+
+/// A boxed future, for the trait's async methods (the registry holds `dyn` platforms).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How a platform's plan is carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// HTTP, by the network executor.
+    Http,
+    /// A local program (`exec`): the plan's one step names it.
     Exec,
+    /// Nothing is sent; the outbox is the destination (`outbox`).
     Outbox,
 }
 
-impl Platform {
-    pub const ALL: [Platform; 6] = [
-        Platform::X,
-        Platform::Mastodon,
-        Platform::Bluesky,
-        Platform::Webhook,
-        Platform::Exec,
-        Platform::Outbox,
-    ];
+/// What a channel's plan and answers are read with: its name, its keys, the time.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelCtx<'a> {
+    pub name: &'a str,
+    pub settings: &'a Settings,
+    /// The attempt's time (`createdAt` of a record, say): the plan stays pure.
+    pub now: Timestamp,
+}
 
-    /// Platforms the SPEC names that this version cannot publish to yet.
-    pub const PLANNED: [&'static str; 8] = [
-        "facebook",
-        "instagram",
-        "pinterest",
-        "tumblr",
-        "linkedin",
-        "threads",
-        "telegram",
-        "discord",
-    ];
+/// Everything about one platform. See the module documentation for the contract.
+pub trait PlatformSpec: Send + Sync + 'static {
+    /// The name in the config and the log: `mastodon`.
+    fn name(&self) -> &'static str;
+
+    /// The name in messages: `Mastodon`.
+    fn title(&self) -> &'static str;
+
+    /// What it is, in one line (for the man page and the config `cadenced init` writes).
+    fn about(&self) -> &'static str;
+
+    /// The keys its channels take.
+    fn keys(&self) -> &'static [Key];
+
+    /// The keys `cadenced init` writes into a new channel (with their examples): by default
+    /// the required ones.
+    fn starter_keys(&self) -> Vec<&'static Key> {
+        self.keys()
+            .iter()
+            .filter(|k| k.need == keys::Need::Required)
+            .collect()
+    }
+
+    /// Checks of keys that depend on each other (after each key parsed on its own).
+    fn check_keys(&self, settings: &Settings) -> Vec<KeyProblem> {
+        let _ = settings;
+        Vec::new()
+    }
+
+    /// Keys a post's `[platform]` table may hold, named as the platform's API names them;
+    /// `None` passes any table through (generic sinks).
+    fn fields(&self) -> Option<&'static [&'static str]>;
+
+    /// Whether its channels take part in the "different text per platform" rule unless
+    /// they set `variation`. Social networks do; generic sinks do not.
+    fn varies_by_default(&self) -> bool {
+        true
+    }
+
+    /// The limits a channel's keys set (a Mastodon instance's `max_characters`).
+    fn limits(&self, settings: &Settings) -> Limits {
+        let _ = settings;
+        Limits::default()
+    }
+
+    /// Checks a post against the platform's rules. Pure.
+    fn validate(&self, limits: &Limits, post: &PostView<'_>) -> Vec<Violation>;
+
+    fn transport(&self) -> Transport {
+        Transport::Http
+    }
+
+    /// The requests that publish `post`, in order. Pure.
+    fn plan(&self, ch: &ChannelCtx<'_>, post: &Outgoing) -> Plan;
+
+    /// Reads an answer the platform's own way (a "duplicate" refusal, an expired session,
+    /// an upload still processing); `None` leaves it to the shared reading in `run`.
+    fn read_answer(
+        &self,
+        ch: &ChannelCtx<'_>,
+        step: &Step,
+        answer: &Answer,
+        now: Timestamp,
+    ) -> Option<Verdict> {
+        let _ = (ch, step, answer, now);
+        None
+    }
+
+    /// The message of an error body in the platform's own shape, when it has one.
+    fn error_text(&self, body: &Value) -> Option<String> {
+        let _ = body;
+        None
+    }
+
+    /// What goes into the log once the create succeeded: by default the `remote_id` and
+    /// `remote_url` values the create step kept.
+    fn receipt(&self, ch: &ChannelCtx<'_>, post: &Outgoing, known: &Bindings) -> Receipt {
+        let _ = (ch, post);
+        let text = |name: &str| {
+            known.get(name).and_then(|b| match &b.value {
+                Value::String(s) if !s.is_empty() => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+        };
+        Receipt {
+            remote_id: text("remote_id"),
+            remote_url: text("remote_url"),
+            http_status: None,
+        }
+    }
+
+    /// Finds out whether an attempt whose outcome is unknown went out. Must not create.
+    fn read_back<'a>(&'a self, rb: ReadBack<'a>) -> BoxFuture<'a, Reconciled> {
+        let _ = rb;
+        Box::pin(async { Reconciled::Unknown })
+    }
+
+    /// Whether `read_back` needs the plan's session steps to run first (a token).
+    fn read_back_needs_session(&self) -> bool {
+        true
+    }
+
+    /// How long after an attempt started a resend with the same idempotency key is safe
+    /// (the platform deduplicates it); `None`: never.
+    fn resend_window(&self) -> Option<SignedDuration> {
+        None
+    }
+
+    /// A request that reads limits the server sets (a Mastodon instance's text limit);
+    /// the daemon sends it in the background and gives the answer to `read_limits`.
+    fn limits_lookup(&self, ch: &ChannelCtx<'_>) -> Option<Step> {
+        let _ = ch;
+        None
+    }
+
+    fn read_limits(&self, answer: &Answer) -> Option<Limits> {
+        let _ = answer;
+        None
+    }
+}
+
+/// A platform, by its entry in the [`registry`]. Cheap to copy; compares by name.
+#[derive(Clone, Copy)]
+pub struct Platform(pub &'static dyn PlatformSpec);
+
+impl Platform {
+    /// The registered platform of this name.
+    pub fn named(name: &str) -> Option<Platform> {
+        Platform::all().find(|p| p.name() == name)
+    }
+
+    /// Same as [`Platform::named`] (the name the log and the config use).
+    pub fn parse(name: &str) -> Option<Platform> {
+        Platform::named(name)
+    }
+
+    /// Every registered platform, in the registry's order.
+    pub fn all() -> impl Iterator<Item = Platform> {
+        registry::ALL.iter().map(|spec| Platform(*spec))
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Platform::X => "x",
-            Platform::Mastodon => "mastodon",
-            Platform::Bluesky => "bluesky",
-            Platform::Webhook => "webhook",
-            Platform::Exec => "exec",
-            Platform::Outbox => "outbox",
-        }
+        self.0.name()
     }
 
-    pub fn parse(name: &str) -> Option<Platform> {
-        Platform::ALL.into_iter().find(|p| p.name() == name)
-    }
-
-    /// Social networks take part in the "different text per platform" rule; generic sinks
-    /// (webhook, exec, outbox) only when their channel sets `variation = true`.
-    pub fn varies_by_default(self) -> bool {
-        !matches!(self, Platform::Webhook | Platform::Exec | Platform::Outbox)
-    }
-
-    /// Keys a post's `[platform]` table may hold for this platform, named as its API names them.
-    pub fn fields(self) -> &'static [&'static str] {
-        match self {
-            Platform::X => x::FIELDS,
-            Platform::Mastodon => mastodon::FIELDS,
-            Platform::Bluesky => bluesky::FIELDS,
-            // Generic sinks pass the table through to the receiving program untouched.
-            Platform::Webhook | Platform::Exec | Platform::Outbox => &[],
-        }
-    }
-
-    /// Checks a post against this platform's rules. Pure.
-    pub fn validate(self, limits: &Limits, post: &PostView<'_>) -> Vec<Violation> {
-        match self {
-            Platform::X => x::validate(limits, post),
-            Platform::Mastodon => mastodon::validate(limits, post),
-            Platform::Bluesky => bluesky::validate(limits, post),
-            Platform::Webhook | Platform::Exec | Platform::Outbox => Vec::new(),
-        }
-    }
-
-    /// Whether unknown keys in a post's `[platform]` table are errors (true for platforms
-    /// with a fixed API; generic sinks accept anything).
+    /// Whether unknown keys in a post's `[platform]` table are errors.
     pub fn checks_fields(self) -> bool {
-        self.varies_by_default()
+        self.0.fields().is_some()
+    }
+}
+
+impl std::ops::Deref for Platform {
+    type Target = dyn PlatformSpec;
+    fn deref(&self) -> &Self::Target {
+        self.0
+    }
+}
+
+impl PartialEq for Platform {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Platform {}
+
+impl Hash for Platform {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name().hash(state);
+    }
+}
+
+impl PartialOrd for Platform {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Platform {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name().cmp(other.name())
+    }
+}
+
+impl fmt::Debug for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl serde::Serialize for Platform {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -124,6 +285,14 @@ pub struct MediaInfo {
     pub path: PathBuf,
     pub alt: Option<String>,
     pub bytes: u64,
+}
+
+impl MediaInfo {
+    /// The alt text, unless it is missing or blank: a blank alt text is no description, on
+    /// every platform (it is neither sent nor counted as present).
+    pub fn alt_text(&self) -> Option<&str> {
+        self.alt.as_deref().filter(|a| !a.trim().is_empty())
+    }
 }
 
 /// What platform rules see of a post: pure data.
@@ -188,7 +357,7 @@ pub(crate) fn check_alt_length(
                     "alt text of {} is {len} characters; {platform} allows {max}",
                     m.path.display()
                 ),
-                format!("shorten it by {} characters", len - max),
+                text::shorten_by(len - max, "character"),
             ));
         }
     }

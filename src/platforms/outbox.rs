@@ -1,13 +1,14 @@
 //! The outbox: "publishing" by writing the requests a platform's adapter would send into a
 //! local folder, one JSON file per post. It is the `outbox` platform (the embedded default
 //! that needs no network or account) and what every `dry_run = true` channel uses, with its
-//! own platform's request plan ([`Plan`]).
+//! own platform's plan rendered by the dry-run executor (`run::dry_run`): the same steps the
+//! network executor sends, with placeholders for what only a server gives.
 //!
 //! A file appears whole or not at all: it is written under a hidden temporary name, synced,
 //! then linked to its final name, which never replaces an existing file (`-2`, `-3`… when a
 //! name is taken). The file holds the attempt's idempotency key, so `reconcile` can tell
 //! after a crash whether the post was written. What this module must not do: write a secret
-//! (plans hold `***`), read the clock, or delete anything but its own temporary file.
+//! (plans render `***`), read the clock, or delete anything but its own temporary file.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -15,28 +16,81 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
-use super::Platform;
-use super::adapter::{Adapter, AttemptInfo, Outgoing, PublishError, Receipt, Reconciled};
-use super::request::{Plan, document};
+use super::adapter::{AttemptInfo, Outgoing, PublishError, Receipt, Reconciled};
+use super::keys::{Key, Settings};
+use super::plan::Plan;
+use super::run;
+use super::webhook::document;
+use super::{ChannelCtx, Limits, Platform, PlatformSpec, PostView, Transport, Violation};
+
+pub struct Outbox;
+
+impl PlatformSpec for Outbox {
+    fn name(&self) -> &'static str {
+        "outbox"
+    }
+
+    fn title(&self) -> &'static str {
+        "the outbox"
+    }
+
+    fn about(&self) -> &'static str {
+        "Writes each post into the outbox folder; needs no account and no network."
+    }
+
+    fn keys(&self) -> &'static [Key] {
+        &[]
+    }
+
+    fn fields(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
+    fn varies_by_default(&self) -> bool {
+        false
+    }
+
+    fn validate(&self, _limits: &Limits, _post: &PostView<'_>) -> Vec<Violation> {
+        Vec::new()
+    }
+
+    fn transport(&self) -> Transport {
+        Transport::Outbox
+    }
+
+    /// The outbox platform itself sends nothing: its files carry the post and no requests.
+    fn plan(&self, _ch: &ChannelCtx<'_>, _post: &Outgoing) -> Plan {
+        Plan::default()
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct OutboxAdapter {
     /// The config's `outbox` folder; files go to `<root>/<channel>/`.
     root: PathBuf,
-    /// The channel's platform (what the file says it was meant for).
-    platform: Platform,
-    plan: Plan,
+    /// The channel's platform (what the file says it was meant for, and whose plan it holds).
+    pub platform: Platform,
+    channel: String,
+    settings: Settings,
     /// True when a channel of a real platform writes here instead of sending.
     dry_run: bool,
 }
 
 impl OutboxAdapter {
-    pub fn new(root: impl Into<PathBuf>, platform: Platform, plan: Plan, dry_run: bool) -> Self {
+    pub fn new(
+        root: impl Into<PathBuf>,
+        platform: Platform,
+        channel: &str,
+        settings: Settings,
+        dry_run: bool,
+    ) -> Self {
         OutboxAdapter {
             root: root.into(),
             platform,
-            plan,
+            channel: channel.to_string(),
+            settings,
             dry_run,
         }
     }
@@ -48,9 +102,12 @@ impl OutboxAdapter {
 
     /// The content of the file for `post` published at `now`.
     pub fn file_content(&self, post: &Outgoing, now: Timestamp) -> Value {
-        let requests: Vec<Value> = self
-            .plan
-            .requests(post, now)
+        let ctx = ChannelCtx {
+            name: &self.channel,
+            settings: &self.settings,
+            now,
+        };
+        let requests: Vec<Value> = run::dry_run(self.platform, &ctx, post)
             .iter()
             .map(|r| r.to_json())
             .collect();
@@ -67,23 +124,18 @@ impl OutboxAdapter {
             "post": document(post),
         })
     }
-}
 
-/// `<YYYYMMDDTHHMMSSZ>-<file stem>`, without the `-N` and the extension.
-pub fn base_name(post: &Outgoing, now: Timestamp) -> String {
-    let stem = Path::new(&post.file)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "post".to_string());
-    format!("{}-{stem}", now.strftime("%Y%m%dT%H%M%SZ"))
-}
-
-impl Adapter for OutboxAdapter {
-    async fn publish(&self, post: &Outgoing, now: Timestamp) -> Result<Receipt, PublishError> {
+    pub async fn publish(&self, post: &Outgoing, now: Timestamp) -> Result<Receipt, PublishError> {
         let dir = self.folder(&post.channel);
         let base = base_name(post, now);
         let mut content =
-            serde_json::to_vec_pretty(&self.file_content(post, now)).expect("JSON values encode");
+            serde_json::to_vec_pretty(&self.file_content(post, now)).map_err(|e| {
+                PublishError::Permanent {
+                    reason: format!("cannot encode the outbox file: {e}"),
+                    fix: "this is a bug in cadenced: please report it".into(),
+                    http_status: None,
+                }
+            })?;
         content.push(b'\n');
         let written = {
             let dir = dir.clone();
@@ -110,21 +162,39 @@ impl Adapter for OutboxAdapter {
         Ok(receipt(&path))
     }
 
-    async fn reconcile(
-        &self,
-        post: &Outgoing,
-        attempt: &AttemptInfo,
-        _now: Timestamp,
-    ) -> Reconciled {
+    pub async fn reconcile(&self, post: &Outgoing, attempt: &AttemptInfo) -> Reconciled {
         let dir = self.folder(&post.channel);
         let key = attempt.idempotency_key.clone();
         tokio::task::spawn_blocking(move || find_by_key(&dir, &key))
             .await
             .unwrap_or(Reconciled::Unknown)
     }
+}
 
-    // `can_resend_same_key` keeps its default (never): the outbox does not deduplicate, a
-    // resend writes a second file. `reconcile` always knows the answer instead.
+/// The longest file stem used in an outbox name as it is: with the time in front, a `-N`
+/// and `.json` behind and the temporary name's extra characters, the name stays well under
+/// the 255 bytes a file name may have.
+const MAX_STEM: usize = 180;
+
+/// `<YYYYMMDDTHHMMSSZ>-<file stem>`, without the `-N` and the extension. A stem longer than
+/// [`MAX_STEM`] bytes is cut (at a character boundary) and given 8 hex digits of its hash,
+/// so two long names that start alike still get different files.
+pub fn base_name(post: &Outgoing, now: Timestamp) -> String {
+    let stem = Path::new(&post.file)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "post".to_string());
+    let stem = if stem.len() > MAX_STEM {
+        let mut cut = MAX_STEM;
+        while !stem.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let digest = hex::encode(Sha256::digest(stem.as_bytes()));
+        format!("{}-{}", &stem[..cut], &digest[..8])
+    } else {
+        stem
+    };
+    format!("{}-{stem}", now.strftime("%Y%m%dT%H%M%SZ"))
 }
 
 fn receipt(path: &Path) -> Receipt {

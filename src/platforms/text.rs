@@ -32,6 +32,16 @@ use unicode_segmentation::UnicodeSegmentation;
 /// copied so that counters agree.
 pub const URL_LENGTH: usize = 23;
 
+/// "shorten it by 1 character", "shorten it by 12 characters": the fix of a length
+/// violation, with the unit in the right number.
+pub fn shorten_by(over: usize, unit: &str) -> String {
+    if over == 1 {
+        format!("shorten it by 1 {unit}")
+    } else {
+        format!("shorten it by {over} {unit}s")
+    }
+}
+
 /// X's limit in weighted characters (twitter-text v3 `maxWeightedTweetLength`).
 pub const X_MAX_WEIGHTED_LENGTH: usize = 280;
 

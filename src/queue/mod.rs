@@ -11,6 +11,7 @@
 
 pub mod files;
 mod ignore;
+pub mod media;
 mod read;
 mod scan;
 #[cfg(test)]

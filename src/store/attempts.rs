@@ -2,7 +2,7 @@
 //! already logged, which files were pending (to notice withdrawals), and the watchdog's
 //! round trip.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
@@ -22,6 +22,8 @@ pub struct AttemptRow {
     pub state: String,
     pub idempotency_key: String,
     pub dry_run: bool,
+    /// When the idempotency key was first sent.
+    pub key_started: Timestamp,
 }
 
 /// Statuses after which a file version is no longer pending.
@@ -42,7 +44,7 @@ impl Store {
     ) -> Result<Vec<AttemptRow>> {
         let sql = format!(
             "SELECT id, channel, platform, file, hash, normalized, started, state,
-                    idempotency_key, dry_run
+                    idempotency_key, dry_run, COALESCE(key_started, started)
              FROM attempts WHERE {clause} ORDER BY id"
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
@@ -59,13 +61,25 @@ impl Store {
                     r.get::<_, String>(7)?,
                     r.get::<_, String>(8)?,
                     r.get::<_, bool>(9)?,
+                    r.get::<_, String>(10)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, channel, platform, file, hash, normalized, started, state, key, dry_run) =
-                row.map_err(|e| self.err(e))?;
+            let (
+                id,
+                channel,
+                platform,
+                file,
+                hash,
+                normalized,
+                started,
+                state,
+                key,
+                dry_run,
+                key_started,
+            ) = row.map_err(|e| self.err(e))?;
             out.push(AttemptRow {
                 id,
                 channel,
@@ -77,6 +91,7 @@ impl Store {
                 state,
                 idempotency_key: key,
                 dry_run,
+                key_started: self.time(key_started)?,
             });
         }
         Ok(out)
@@ -189,6 +204,78 @@ impl Store {
 }
 
 impl Store {
+    /// What an attempt kept between its tries.
+    pub fn attempt_state(&self, attempt: i64) -> Result<BTreeMap<String, serde_json::Value>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name, value FROM attempt_state WHERE attempt_id = ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([attempt], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (name, value) = row.map_err(|e| self.err(e))?;
+            // A value that does not parse was not written by us: forgetting it only costs
+            // a repeated upload.
+            if let Ok(value) = serde_json::from_str(&value) {
+                out.insert(name, value);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keeps one value of an attempt (committed at once: it must survive a crash).
+    pub fn save_attempt_state(
+        &self,
+        attempt: i64,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO attempt_state (attempt_id, name, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (attempt_id, name) DO UPDATE SET value = excluded.value",
+                params![attempt, name, value.to_string()],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Marks an attempt whose outcome is unsure as resendable with its key: the next
+    /// attempt of the same version reuses it while the platform still recognises it.
+    pub fn set_key_reusable(&self, attempt: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE attempts SET key_reusable = 1 WHERE id = ?1",
+                [attempt],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// The key (and when it was first sent) the next attempt of this version should reuse:
+    /// the latest attempt of the file, if it is of this version and marked reusable.
+    pub fn reusable_key(&self, file: &str, hash: &str) -> Result<Option<(String, Timestamp)>> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row(
+                "SELECT idempotency_key, COALESCE(key_started, started) FROM attempts
+                 WHERE id = (SELECT MAX(id) FROM attempts WHERE file = ?1)
+                   AND hash = ?2 AND key_reusable = 1 AND state = 'retried'",
+                params![file, hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match row {
+            Some((key, started)) => Ok(Some((key, self.time(started)?))),
+            None => Ok(None),
+        }
+    }
+
     /// Files whose latest attempt finished (`published`, `resolved` or `failed`), with that
     /// state and the version sent: a crash between the outcome and the file move leaves such
     /// a file in the queue, and the daemon finishes the move.
@@ -220,7 +307,7 @@ mod tests {
             .log_event(&NewEvent {
                 time: t("2026-11-22T10:00:00Z"),
                 channel: "c",
-                platform: Platform::Outbox,
+                platform: Platform::named("outbox").unwrap(),
                 file,
                 hash: Some(hash),
                 status,
@@ -258,11 +345,12 @@ mod tests {
         let a = NewAttempt {
             started: t("2026-11-22T10:00:00Z"),
             channel: "c",
-            platform: Platform::Outbox,
+            platform: Platform::named("outbox").unwrap(),
             file: "c/a.md",
             hash: "h",
             normalized: "a",
             idempotency_key: "k",
+            key_started: t("2026-11-22T10:00:00Z"),
             dry_run: false,
         };
         let id = store.begin_attempt(&a).unwrap();

@@ -38,7 +38,8 @@ pub const STATUSES: [&str; 11] = [
 ];
 
 /// Schema versions, applied in order; index + 1 is the `user_version` after each.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE attempts (
     id              INTEGER PRIMARY KEY,
     channel         TEXT NOT NULL,
@@ -92,7 +93,22 @@ SELECT e.time, e.channel, e.platform, e.file, e.status,
        e.detail
 FROM events e LEFT JOIN attempts a ON a.id = e.attempt_id
 ORDER BY e.id;
-"#];
+"#,
+    // What an attempt keeps between its tries (media ids, a container id): never a token,
+    // which lives in the owner-only token store. `key_started` is when the attempt's
+    // idempotency key was first sent (an attempt that reuses its predecessor's key inherits
+    // it), which bounds how long the platform still recognises the key.
+    r#"
+CREATE TABLE attempt_state (
+    attempt_id INTEGER NOT NULL REFERENCES attempts (id),
+    name       TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    PRIMARY KEY (attempt_id, name)
+);
+ALTER TABLE attempts ADD COLUMN key_started TEXT;
+ALTER TABLE attempts ADD COLUMN key_reusable INTEGER NOT NULL DEFAULT 0;
+"#,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -150,6 +166,9 @@ pub struct NewAttempt<'a> {
     pub hash: &'a str,
     pub normalized: &'a str,
     pub idempotency_key: &'a str,
+    /// When this key was first sent: `started`, or the time of the attempt whose key this
+    /// one reuses.
+    pub key_started: Timestamp,
     pub dry_run: bool,
 }
 
@@ -309,8 +328,8 @@ impl Store {
         let tx = self.conn.transaction().map_err(|e| sql(&self.path, e))?;
         tx.execute(
             "INSERT INTO attempts (channel, platform, file, hash, normalized, started, state,
-                                   idempotency_key, dry_run)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'sending', ?7, ?8)",
+                                   idempotency_key, dry_run, key_started)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'sending', ?7, ?8, ?9)",
             params![
                 a.channel,
                 a.platform.name(),
@@ -319,7 +338,8 @@ impl Store {
                 a.normalized,
                 format_time(a.started),
                 a.idempotency_key,
-                a.dry_run
+                a.dry_run,
+                format_time(a.key_started)
             ],
         )
         .map_err(|e| sql(&self.path, e))?;
@@ -501,11 +521,12 @@ mod tests {
         NewAttempt {
             started: t(started),
             channel: "shop-x",
-            platform: Platform::X,
+            platform: Platform::named("x").unwrap(),
             file,
             hash: "abc",
             normalized: "black friday",
             idempotency_key: "k1",
+            key_started: t(started),
             dry_run,
         }
     }
@@ -647,7 +668,7 @@ mod tests {
                 .log_event(&NewEvent {
                     time: t(time),
                     channel: "shop-x",
-                    platform: Platform::X,
+                    platform: Platform::named("x").unwrap(),
                     file: "shop-x/a.md",
                     hash: Some("h"),
                     status,

@@ -453,11 +453,12 @@ mod tests {
             .begin_attempt(&NewAttempt {
                 started: t(started),
                 channel: file.split('/').next().unwrap(),
-                platform: Platform::Mastodon,
+                platform: Platform::named("mastodon").unwrap(),
                 file,
                 hash: "h",
                 normalized: "n",
                 idempotency_key: "k",
+                key_started: t(started),
                 dry_run,
             })
             .unwrap()
@@ -481,7 +482,7 @@ mod tests {
             .log_event(&NewEvent {
                 time: t("2026-11-22T10:00:00Z"),
                 channel: "shop-m",
-                platform: Platform::Mastodon,
+                platform: Platform::named("mastodon").unwrap(),
                 file: "shop-m/b.md",
                 hash: None,
                 status: "held",

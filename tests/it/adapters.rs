@@ -1,21 +1,23 @@
 //! The outbox, webhook and exec adapters against real things: files in temp folders, a real
 //! HTTP server on loopback (a few lines over tokio, so each test decides exactly how the
 //! server answers, hangs or hangs up), and real programs (`sh` scripts run as argv, never
-//! through a shell string). The adapters come from `registry::for_channel` where the config
+//! through a shell string). The adapters come from `adapter::connect` where the config
 //! decides which one a channel gets.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use cadenced::config::{self, Channel, Config};
 use cadenced::platforms::Platform;
 use cadenced::platforms::adapter::{
-    Adapter, AttemptInfo, Outgoing, OutgoingMedia, PublishError, Reconciled,
+    self, AnyAdapter, AttemptInfo, ConnectCtx, MemoryMemo, Outgoing, OutgoingMedia, PlainFiles,
+    PublishError, Receipt, Reconciled, Sent,
 };
 use cadenced::platforms::exec::ExecAdapter;
-use cadenced::platforms::registry::{AnyAdapter, for_channel, http_client};
-use cadenced::platforms::webhook::WebhookAdapter;
+use cadenced::platforms::keys::{Settings, Value as KeyValue};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,8 +31,13 @@ fn now() -> Timestamp {
     "2026-11-27T09:00:05Z".parse().unwrap()
 }
 
+fn platform(name: &str) -> Platform {
+    Platform::named(name).expect("a registered platform")
+}
+
 fn outgoing(channel: &str, platform: Platform, key: &str) -> Outgoing {
     Outgoing {
+        started: now(),
         channel: channel.into(),
         platform,
         file: format!("{channel}/black-friday.md"),
@@ -40,6 +47,7 @@ fn outgoing(channel: &str, platform: Platform, key: &str) -> Outgoing {
             rel: PathBuf::from("_media/sale.jpg"),
             alt: Some("Red sneakers on a shelf".into()),
             bytes: 123_456,
+            dimensions: None,
         }],
         link: None,
         lang: Some("en".into()),
@@ -112,6 +120,37 @@ fn env(name: &str) -> Option<String> {
     name.starts_with("SHOP_").then(|| SECRET.to_string())
 }
 
+/// The adapter the daemon would build for `name`.
+fn for_channel(
+    config: &Config,
+    channel: &Channel,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<AnyAdapter, String> {
+    let ctx = ConnectCtx {
+        env: &env,
+        credentials_dir: None,
+        outbox: &config.outbox,
+        tokens: None,
+        media: Arc::new(PlainFiles { max_bytes: 1 << 20 }),
+        hidden_env: Vec::new(),
+    };
+    adapter::connect(
+        channel.platform,
+        &channel.name,
+        &channel.settings,
+        channel.dry_run,
+        &ctx,
+    )
+}
+
+/// One publish call, as the daemon makes it; these adapters never answer "not yet".
+async fn send(adapter: &AnyAdapter, post: &Outgoing) -> Result<Receipt, PublishError> {
+    match adapter.publish(post, &MemoryMemo::default(), now()).await? {
+        Sent::Published(receipt) => Ok(receipt),
+        Sent::NotYet { why, .. } => panic!("unexpected \"not yet\": {why}"),
+    }
+}
+
 fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -122,13 +161,13 @@ fn read_json(path: &Path) -> Value {
 async fn outbox_names_files_by_utc_time_and_stem_and_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), "");
-    let adapter = for_channel(&config, channel(&config, "newsletter"), env, None).unwrap();
+    let adapter = for_channel(&config, channel(&config, "newsletter"), env).unwrap();
     assert!(matches!(adapter, AnyAdapter::Outbox(_)));
-    let post = outgoing("newsletter", Platform::Outbox, "k1");
+    let post = outgoing("newsletter", platform("outbox"), "k1");
 
-    let first = adapter.publish(&post, now()).await.unwrap();
-    let second = adapter.publish(&post, now()).await.unwrap();
-    let third = adapter.publish(&post, now()).await.unwrap();
+    let first = send(&adapter, &post).await.unwrap();
+    let second = send(&adapter, &post).await.unwrap();
+    let third = send(&adapter, &post).await.unwrap();
     assert_eq!(
         first.remote_id.as_deref(),
         Some("20261127T090005Z-black-friday.json")
@@ -173,15 +212,15 @@ async fn outbox_names_files_by_utc_time_and_stem_and_never_overwrites() {
 async fn outbox_reconcile_reads_the_key_back() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), "");
-    let adapter = for_channel(&config, channel(&config, "newsletter"), env, None).unwrap();
-    let post = outgoing("newsletter", Platform::Outbox, "k-found");
+    let adapter = for_channel(&config, channel(&config, "newsletter"), env).unwrap();
+    let post = outgoing("newsletter", platform("outbox"), "k-found");
 
     // Nothing written yet (not even the folder): certainly not posted.
     assert_eq!(
         adapter.reconcile(&post, &attempt("k-found"), now()).await,
         Reconciled::NotPosted
     );
-    let receipt = adapter.publish(&post, now()).await.unwrap();
+    let receipt = send(&adapter, &post).await.unwrap();
     assert_eq!(
         adapter.reconcile(&post, &attempt("k-found"), now()).await,
         Reconciled::Posted(receipt)
@@ -199,15 +238,14 @@ async fn dry_run_channels_write_their_platforms_requests_without_secrets() {
     let config = config(dir.path(), "");
     let mut docs = std::collections::BTreeMap::new();
     for (name, platform) in [
-        ("shop-mastodon", Platform::Mastodon),
-        ("shop-x", Platform::X),
-        ("shop-bluesky", Platform::Bluesky),
-        ("announce", Platform::Webhook),
+        ("shop-mastodon", platform("mastodon")),
+        ("shop-x", platform("x")),
+        ("shop-bluesky", platform("bluesky")),
+        ("announce", platform("webhook")),
     ] {
-        let adapter = for_channel(&config, channel(&config, name), env, None).unwrap();
+        let adapter = for_channel(&config, channel(&config, name), env).unwrap();
         assert!(matches!(adapter, AnyAdapter::Outbox(_)), "{name}");
-        let receipt = adapter
-            .publish(&outgoing(name, platform, "key-7"), now())
+        let receipt = send(&adapter, &outgoing(name, platform, "key-7"))
             .await
             .unwrap();
         let path = dir
@@ -333,36 +371,35 @@ async fn dry_run_channels_write_their_platforms_requests_without_secrets() {
 // --- registry --------------------------------------------------------------------------------
 
 #[test]
-fn channels_without_a_publishing_adapter_say_how_to_use_the_outbox() {
+fn every_platform_gets_its_adapter_and_unreadable_credentials_say_where_they_should_be() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path(), "");
     for c in &mut config.channels {
         c.dry_run = false;
     }
-    let err = for_channel(&config, channel(&config, "shop-x"), env, None).unwrap_err();
-    assert!(err.contains("shop-x"), "{err}");
-    assert!(err.contains("only write x posts to the outbox"), "{err}");
-    assert!(err.contains("dry_run = true"), "{err}");
-    let err = for_channel(&config, channel(&config, "shop-bluesky"), env, None).unwrap_err();
-    assert!(err.contains("bluesky posts to the outbox"), "{err}");
+    // Mastodon, X and Bluesky publish for real, through the network executor.
+    for name in ["shop-mastodon", "shop-x", "shop-bluesky", "announce"] {
+        let adapter = for_channel(&config, channel(&config, name), env).unwrap();
+        assert!(matches!(adapter, AnyAdapter::Http(_)), "{name}");
+        assert_eq!(adapter.platform(), channel(&config, name).platform);
+        // The credentials are held, never shown.
+        assert!(!format!("{adapter:?}").contains(SECRET), "{adapter:?}");
+    }
+    assert!(matches!(
+        for_channel(&config, channel(&config, "newsletter"), env).unwrap(),
+        AnyAdapter::Outbox(_)
+    ));
 
-    // An unreadable credential names the channel and where it should come from, not a value.
-    let err = for_channel(&config, channel(&config, "shop-x"), |_| None, None).unwrap_err();
-    assert!(err.contains("channel `shop-x`"), "{err}");
-    assert!(err.contains("SHOP_X_TOKEN"), "{err}");
-
-    // Mastodon publishes for real; an unreadable token disables it without showing a value.
-    let adapter = for_channel(&config, channel(&config, "shop-mastodon"), env, None).unwrap();
-    assert!(matches!(adapter, AnyAdapter::Mastodon(_)));
-    let err = for_channel(&config, channel(&config, "shop-mastodon"), |_| None, None).unwrap_err();
-    assert!(
-        err.contains("shop-mastodon") && !err.contains(SECRET),
-        "{err}"
-    );
-
-    // A webhook without dry_run is a real webhook.
-    let adapter = for_channel(&config, channel(&config, "announce"), env, None).unwrap();
-    assert!(matches!(adapter, AnyAdapter::Webhook(_)));
+    // An unreadable credential names the channel, the key and where it should come from.
+    for (name, var) in [
+        ("shop-x", "SHOP_X_TOKEN"),
+        ("shop-mastodon", "SHOP_MASTODON_TOKEN"),
+        ("shop-bluesky", "SHOP_BSKY_PASSWORD"),
+    ] {
+        let err = for_channel(&config, channel(&config, name), |_| None).unwrap_err();
+        assert!(err.contains(&format!("channel `{name}`")), "{err}");
+        assert!(err.contains(var), "{err}");
+    }
 }
 
 // --- webhook ---------------------------------------------------------------------------------
@@ -468,8 +505,19 @@ async fn read_request(stream: &mut TcpStream) -> Request {
     }
 }
 
-fn webhook(url: &str) -> WebhookAdapter {
-    WebhookAdapter::new(url, http_client()).with_timeout(Duration::from_millis(500))
+fn webhook(url: &str) -> AnyAdapter {
+    let settings = Settings::new()
+        .with("url", KeyValue::Url(url.to_string()))
+        .with("timeout", KeyValue::Duration(SignedDuration::from_secs(1)));
+    let ctx = ConnectCtx {
+        env: &|_: &str| None,
+        credentials_dir: None,
+        outbox: Path::new("/nonexistent"),
+        tokens: None,
+        media: Arc::new(PlainFiles { max_bytes: 1 << 20 }),
+        hidden_env: Vec::new(),
+    };
+    adapter::connect(platform("webhook"), "announce", &settings, false, &ctx).unwrap()
 }
 
 #[tokio::test]
@@ -480,8 +528,8 @@ async fn webhook_2xx_is_published_with_the_key_and_the_document() {
         r#"{"id": 981, "url": "https://hooks.example/p/981"}"#.into(),
     ))
     .await;
-    let post = outgoing("announce", Platform::Webhook, "key-w1");
-    let receipt = webhook(&url).publish(&post, now()).await.unwrap();
+    let post = outgoing("announce", platform("webhook"), "key-w1");
+    let receipt = send(&webhook(&url), &post).await.unwrap();
     assert_eq!(receipt.remote_id.as_deref(), Some("981"));
     assert_eq!(
         receipt.remote_url.as_deref(),
@@ -533,14 +581,16 @@ async fn webhook_429_is_transient_and_keeps_retry_after() {
         String::new(),
     ))
     .await;
-    let err = webhook(&url)
-        .publish(&outgoing("announce", Platform::Webhook, "k"), now())
-        .await
-        .unwrap_err();
+    let err = send(
+        &webhook(&url),
+        &outgoing("announce", platform("webhook"), "k"),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         err,
         PublishError::Transient {
-            reason: format!("the webhook {url} answered 429 Too Many Requests"),
+            reason: format!("the webhook {url} answered HTTP 429: Too Many Requests"),
             retry_after: Some(SignedDuration::from_secs(7)),
             http_status: Some(429),
         }
@@ -555,9 +605,11 @@ async fn webhook_5xx_is_transient_with_an_http_date_retry_after() {
         "down for maintenance".into(),
     ))
     .await;
-    match webhook(&url)
-        .publish(&outgoing("announce", Platform::Webhook, "k"), now())
-        .await
+    match send(
+        &webhook(&url),
+        &outgoing("announce", platform("webhook"), "k"),
+    )
+    .await
     {
         Err(PublishError::Transient {
             reason,
@@ -571,10 +623,12 @@ async fn webhook_5xx_is_transient_with_an_http_date_retry_after() {
         other => panic!("expected transient, got {other:?}"),
     }
     let (url, _requests) = serve_once(Reply::With(500, vec![], String::new())).await;
-    let err = webhook(&url)
-        .publish(&outgoing("announce", Platform::Webhook, "k"), now())
-        .await
-        .unwrap_err();
+    let err = send(
+        &webhook(&url),
+        &outgoing("announce", platform("webhook"), "k"),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(
             err,
@@ -596,9 +650,11 @@ async fn webhook_4xx_is_permanent_and_quotes_the_answer() {
         "{\"error\": \"text too long\"}\nmore".into(),
     ))
     .await;
-    match webhook(&url)
-        .publish(&outgoing("announce", Platform::Webhook, "k"), now())
-        .await
+    match send(
+        &webhook(&url),
+        &outgoing("announce", platform("webhook"), "k"),
+    )
+    .await
     {
         Err(PublishError::Permanent {
             reason,
@@ -606,7 +662,7 @@ async fn webhook_4xx_is_permanent_and_quotes_the_answer() {
             http_status,
         }) => {
             assert_eq!(http_status, Some(400));
-            assert!(reason.contains("400 Bad Request"), "{reason}");
+            assert!(reason.contains("HTTP 400"), "{reason}");
             assert!(reason.contains("text too long"), "{reason}");
             assert!(fix.contains("cadenced retry"), "{fix}");
         }
@@ -619,9 +675,11 @@ async fn webhook_4xx_is_permanent_and_quotes_the_answer() {
         String::new(),
     ))
     .await;
-    match webhook(&url)
-        .publish(&outgoing("announce", Platform::Webhook, "k"), now())
-        .await
+    match send(
+        &webhook(&url),
+        &outgoing("announce", platform("webhook"), "k"),
+    )
+    .await
     {
         Err(PublishError::Permanent { fix, .. }) => {
             assert!(fix.contains("https://new.example/hook"), "{fix}")
@@ -634,23 +692,25 @@ async fn webhook_4xx_is_permanent_and_quotes_the_answer() {
 async fn webhook_without_an_answer_is_unknown() {
     // The server reads the whole request, then never answers: the post may have landed.
     let (url, mut requests) = serve_once(Reply::Hang).await;
-    let err = webhook(&url)
-        .publish(&outgoing("announce", Platform::Webhook, "k"), now())
-        .await
-        .unwrap_err();
+    let err = send(
+        &webhook(&url),
+        &outgoing("announce", platform("webhook"), "k"),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, PublishError::Unknown { .. }), "{err:?}");
-    assert!(
-        err.to_string().contains("did not answer within 0.5 s"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(err.to_string().contains("may have been published"), "{err}");
     assert!(requests.recv().await.is_some(), "the request was sent");
 
     // The server reads the request, then hangs up.
     let (url, mut requests) = serve_once(Reply::HangUp).await;
-    let err = webhook(&url)
-        .publish(&outgoing("announce", Platform::Webhook, "k"), now())
-        .await
-        .unwrap_err();
+    let err = send(
+        &webhook(&url),
+        &outgoing("announce", platform("webhook"), "k"),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, PublishError::Unknown { .. }), "{err:?}");
     assert!(requests.recv().await.is_some(), "the request was sent");
 }
@@ -661,10 +721,12 @@ async fn webhook_that_cannot_be_reached_is_transient() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     drop(listener);
-    let err = webhook(&url)
-        .publish(&outgoing("announce", Platform::Webhook, "k"), now())
-        .await
-        .unwrap_err();
+    let err = send(
+        &webhook(&url),
+        &outgoing("announce", platform("webhook"), "k"),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(
             err,
@@ -678,7 +740,7 @@ async fn webhook_that_cannot_be_reached_is_transient() {
     assert_eq!(
         webhook(&url)
             .reconcile(
-                &outgoing("announce", Platform::Webhook, "k"),
+                &outgoing("announce", platform("webhook"), "k"),
                 &attempt("k"),
                 now()
             )
@@ -706,6 +768,10 @@ fn exec(argv: &[&Path], timeout: Duration) -> ExecAdapter {
     )
 }
 
+async fn run(adapter: ExecAdapter, post: &Outgoing) -> Result<Receipt, PublishError> {
+    send(&AnyAdapter::Exec(adapter), post).await
+}
+
 #[tokio::test]
 async fn exec_exit_0_is_published_and_the_program_reads_the_post_on_stdin() {
     let dir = tempfile::tempdir().unwrap();
@@ -720,8 +786,8 @@ echo '{"id": "e-1", "url": "https://social.example/e-1"}'"#,
     );
     let adapter = exec(&[&program, &input, &env_seen], Duration::from_secs(10))
         .hiding_env(["HOME".to_string()]);
-    let post = outgoing("publisher", Platform::Exec, "key-e1");
-    let receipt = adapter.publish(&post, now()).await.unwrap();
+    let post = outgoing("publisher", platform("exec"), "key-e1");
+    let receipt = run(adapter, &post).await.unwrap();
     assert_eq!(receipt.remote_id.as_deref(), Some("e-1"));
     assert_eq!(
         receipt.remote_url.as_deref(),
@@ -746,10 +812,12 @@ async fn exec_exit_75_is_transient_and_other_codes_are_permanent() {
         "later",
         "cat >/dev/null\necho 'rate limited' >&2\nexit 75",
     );
-    let err = exec(&[&later], Duration::from_secs(10))
-        .publish(&outgoing("publisher", Platform::Exec, "k"), now())
-        .await
-        .unwrap_err();
+    let err = run(
+        exec(&[&later], Duration::from_secs(10)),
+        &outgoing("publisher", platform("exec"), "k"),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, PublishError::Transient { .. }), "{err:?}");
     assert!(err.to_string().contains("rate limited"), "{err}");
 
@@ -758,23 +826,28 @@ async fn exec_exit_75_is_transient_and_other_codes_are_permanent() {
         "refuse",
         "echo 'token rejected' >&2\necho 'see docs' >&2\nexit 1",
     );
-    match exec(&[&refuse], Duration::from_secs(10))
-        .publish(&outgoing("publisher", Platform::Exec, "k"), now())
-        .await
+    match run(
+        exec(&[&refuse], Duration::from_secs(10)),
+        &outgoing("publisher", platform("exec"), "k"),
+    )
+    .await
     {
         Err(PublishError::Permanent { reason, fix, .. }) => {
-            assert!(reason.contains("exited with 1"), "{reason}");
+            assert!(reason.contains("(exit status 1)"), "{reason}");
             assert!(reason.contains("token rejected / see docs"), "{reason}");
-            assert!(fix.contains("exit 75"), "{fix}");
+            assert!(fix.contains("cadenced retry"), "{fix}");
+            assert!(!fix.contains("75"), "no internal codes for the shop: {fix}");
         }
         other => panic!("expected permanent, got {other:?}"),
     }
 
     let missing = dir.path().join("no-such-program");
-    let err = exec(&[&missing], Duration::from_secs(10))
-        .publish(&outgoing("publisher", Platform::Exec, "k"), now())
-        .await
-        .unwrap_err();
+    let err = run(
+        exec(&[&missing], Duration::from_secs(10)),
+        &outgoing("publisher", platform("exec"), "k"),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, PublishError::Permanent { .. }), "{err:?}");
 }
 
@@ -790,10 +863,12 @@ async fn exec_time_out_is_unknown_and_kills_what_the_program_started() {
 echo $! > "$1.tmp" && mv "$1.tmp" "$1"
 wait"#,
     );
-    let err = exec(&[&program, &pid_file], Duration::from_millis(1500))
-        .publish(&outgoing("publisher", Platform::Exec, "k"), now())
-        .await
-        .unwrap_err();
+    let err = run(
+        exec(&[&program, &pid_file], Duration::from_millis(1500)),
+        &outgoing("publisher", platform("exec"), "k"),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, PublishError::Unknown { .. }), "{err:?}");
     assert!(
         err.to_string().contains("did not finish within 1.5 s"),
@@ -818,9 +893,9 @@ wait"#,
     }
     assert!(!alive, "the helper {pid} still runs");
     assert_eq!(
-        exec(&[&program], Duration::from_secs(1))
+        AnyAdapter::Exec(exec(&[&program], Duration::from_secs(1)))
             .reconcile(
-                &outgoing("publisher", Platform::Exec, "k"),
+                &outgoing("publisher", platform("exec"), "k"),
                 &attempt("k"),
                 now()
             )

@@ -97,9 +97,9 @@ fn store(p: &Project) -> Store {
 
 fn platform_of(file: &str) -> Platform {
     if file.starts_with("shop-x/") {
-        Platform::X
+        Platform::named("x").unwrap()
     } else {
-        Platform::Mastodon
+        Platform::named("mastodon").unwrap()
     }
 }
 
@@ -125,6 +125,7 @@ fn attempt(
             hash,
             normalized: file,
             idempotency_key: "key-1",
+            key_started: started,
             dry_run,
         })
         .unwrap();

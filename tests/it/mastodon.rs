@@ -6,13 +6,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use cadenced::cadence::similarity::normalize;
 use cadenced::config::Secret;
 use cadenced::platforms::Platform;
 use cadenced::platforms::adapter::{
-    Adapter, AttemptInfo, Outgoing, OutgoingMedia, PublishError, Reconciled,
+    AnyAdapter, AttemptInfo, Credentials, HttpAdapter, MemoryMemo, Outgoing, OutgoingMedia,
+    PlainFiles, PublishError, Receipt, Reconciled, Sent,
 };
-use cadenced::platforms::mastodon_api::{MEDIA_POLL_TRIES, MastodonAdapter};
+use cadenced::platforms::keys::{Settings, Value as KeyValue};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::fake_mastodon::{CreateFault, FakeMastodon, TOKEN, UploadFault};
@@ -25,15 +28,70 @@ fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn adapter(fake: &FakeMastodon) -> MastodonAdapter {
+/// A Mastodon channel's adapter, as `adapter::connect` builds it, with every request's
+/// time-out capped at `cap`.
+struct Masto(AnyAdapter);
+
+fn masto_at(instance: String, token: &str, cap: Option<Duration>) -> Masto {
     install_crypto();
-    MastodonAdapter::new(fake.url(), Secret::new(TOKEN)).unwrap()
+    let mut credentials = Credentials::default();
+    credentials.insert("token", Secret::new(token));
+    Masto(AnyAdapter::Http(HttpAdapter {
+        platform: Platform::named("mastodon").unwrap(),
+        channel: CHANNEL.into(),
+        settings: Settings::new().with("instance", KeyValue::Url(instance)),
+        credentials,
+        client: cadenced::platforms::http::client().unwrap(),
+        tokens: None,
+        media: Arc::new(PlainFiles { max_bytes: 1 << 20 }),
+        timeout_cap: cap,
+    }))
+}
+
+fn adapter(fake: &FakeMastodon) -> Masto {
+    masto_at(fake.url(), TOKEN, None)
+}
+
+impl Masto {
+    /// One attempt as the daemon runs it: calls again when the adapter says "not yet" (the
+    /// fake's processing is counted in polls, so nothing needs to wait), up to 50 times.
+    async fn publish(&self, post: &Outgoing, now: Timestamp) -> Result<Receipt, PublishError> {
+        let memo = MemoryMemo::default();
+        for _ in 0..50 {
+            match self.0.publish(post, &memo, now).await? {
+                Sent::Published(receipt) => return Ok(receipt),
+                Sent::NotYet { .. } => continue,
+            }
+        }
+        panic!("still not done after 50 calls")
+    }
+
+    async fn reconcile(
+        &self,
+        post: &Outgoing,
+        attempt: &AttemptInfo,
+        now: Timestamp,
+    ) -> Reconciled {
+        self.0.reconcile(post, attempt, now).await
+    }
+
+    fn can_resend_same_key(&self, started: Timestamp, now: Timestamp) -> bool {
+        self.0.can_resend_same_key(started, now)
+    }
+
+    async fn max_characters(&self) -> Option<usize> {
+        self.0
+            .learn_limits(t(NOW))
+            .await
+            .and_then(|l| l.max_characters)
+    }
 }
 
 fn post(text: &str, key: &str) -> Outgoing {
     Outgoing {
+        started: t(NOW),
         channel: CHANNEL.into(),
-        platform: Platform::Mastodon,
+        platform: Platform::named("mastodon").unwrap(),
         file: format!("{CHANNEL}/black-friday.md"),
         text: text.into(),
         media: Vec::new(),
@@ -121,12 +179,14 @@ async fn uploads_media_with_alt_text_and_waits_while_it_processes() {
             rel: PathBuf::from("img/sneakers.png"),
             alt: Some("Red sneakers on a white shelf".into()),
             bytes: 27,
+            dimensions: None,
         },
         OutgoingMedia {
             path: jpg,
             rel: PathBuf::from("img/box.JPG"),
             alt: None,
             bytes: 5000,
+            dimensions: None,
         },
     ];
 
@@ -154,9 +214,9 @@ async fn uploads_media_with_alt_text_and_waits_while_it_processes() {
 }
 
 #[tokio::test]
-async fn media_still_processing_after_the_bounded_polls_is_transient() {
+async fn media_still_processing_is_not_yet_and_the_upload_is_not_repeated() {
     let fake = FakeMastodon::start().await;
-    fake.set_processing_polls(MEDIA_POLL_TRIES + 5);
+    fake.set_processing_polls(3);
     let dir = tempfile::tempdir().unwrap();
     let mp4 = dir.path().join("clip.mp4");
     std::fs::write(&mp4, b"....ftypisom").unwrap();
@@ -166,17 +226,36 @@ async fn media_still_processing_after_the_bounded_polls_is_transient() {
         rel: PathBuf::from("img/clip.mp4"),
         alt: Some("A clip".into()),
         bytes: 12,
+        dimensions: None,
     }];
+    let adapter = adapter(&fake);
+    let memo = MemoryMemo::default();
 
-    let err = adapter(&fake).publish(&post, t(NOW)).await.unwrap_err();
-
-    assert!(matches!(err, PublishError::Transient { .. }), "{err:?}");
-    assert_eq!(fake.media()[0].polls, MEDIA_POLL_TRIES);
+    // The adapter does not wait: it says when to ask again, and keeps the media id.
+    let mut not_yet = 0;
+    let receipt = loop {
+        match adapter.0.publish(&post, &memo, t(NOW)).await.unwrap() {
+            Sent::NotYet { at, why } => {
+                assert!(at > t(NOW), "{at}");
+                assert!(why.contains("img/clip.mp4"), "{why}");
+                assert_eq!(
+                    fake.create_requests(),
+                    0,
+                    "no create with unprocessed media"
+                );
+                not_yet += 1;
+                assert!(not_yet < 10);
+            }
+            Sent::Published(receipt) => break receipt,
+        }
+    };
     assert_eq!(
-        fake.create_requests(),
-        0,
-        "no create with unprocessed media"
+        not_yet, 3,
+        "one answer per poll that found it still processing"
     );
+    assert_eq!(fake.media().len(), 1, "uploaded once, polled again");
+    assert_eq!(fake.statuses().len(), 1);
+    assert_eq!(receipt.remote_id, Some(fake.statuses()[0].id.clone()));
 }
 
 #[tokio::test]
@@ -191,6 +270,7 @@ async fn a_failed_media_upload_is_transient_and_creates_nothing() {
         rel: PathBuf::from("a.png"),
         alt: Some("A picture".into()),
         bytes: 3,
+        dimensions: None,
     }];
     let adapter = adapter(&fake);
 
@@ -245,7 +325,7 @@ async fn a_refused_token_is_permanent_and_names_the_channel_not_the_token() {
     let fake = FakeMastodon::start().await;
     install_crypto();
     let wrong = "wrong-token-5f4dcc3b5aa765d61d8327deb882cf99";
-    let adapter = MastodonAdapter::new(fake.url(), Secret::new(wrong)).unwrap();
+    let adapter = masto_at(fake.url(), wrong, None);
 
     let err = adapter
         .publish(&post("Hello", "key-401"), t(NOW))
@@ -262,7 +342,7 @@ async fn a_refused_token_is_permanent_and_names_the_channel_not_the_token() {
     };
     assert_eq!(*http_status, Some(401));
     assert!(
-        reason.contains("refused the token of channel `shop-mastodon`"),
+        reason.contains("refused the token of channel `shop-mastodon` (HTTP 401"),
         "{reason}"
     );
     assert!(reason.contains("The access token is invalid"), "{reason}");
@@ -318,19 +398,18 @@ async fn a_422_is_permanent_with_the_servers_words() {
     fake.fail_next_create(CreateFault::Reject422(
         "Cannot attach files that have not finished processing. Try again in a moment!".into(),
     ));
-    let err = adapter
-        .publish(&post("Hello", "key-422-media"), t(NOW))
+    let sent = adapter
+        .0
+        .publish(
+            &post("Hello", "key-422-media"),
+            &MemoryMemo::default(),
+            t(NOW),
+        )
         .await
-        .unwrap_err();
+        .unwrap();
     assert!(
-        matches!(
-            err,
-            PublishError::Transient {
-                http_status: Some(422),
-                ..
-            }
-        ),
-        "{err:?}"
+        matches!(&sent, Sent::NotYet { at, .. } if *at > t(NOW)),
+        "{sent:?}"
     );
 
     // The fake's own validation: an instance with a smaller limit than the config said.
@@ -368,7 +447,7 @@ async fn a_429_is_transient_and_waits_until_the_reset() {
     assert_eq!(
         err,
         PublishError::Transient {
-            reason: "the Mastodon instance is rate limiting new posts: Too many requests".into(),
+            reason: "Mastodon is rate limiting the post: Too many requests".into(),
             retry_after: Some(SignedDuration::new(300, 250_000_000)),
             http_status: Some(429),
         }
@@ -537,14 +616,7 @@ async fn a_connection_dropped_before_the_create_is_unknown_then_not_posted() {
 async fn a_time_out_after_the_create_is_unknown() {
     let fake = FakeMastodon::start().await;
     install_crypto();
-    let adapter = MastodonAdapter {
-        client: MastodonAdapter::client_builder()
-            .timeout(Duration::from_millis(500))
-            .build()
-            .unwrap(),
-        instance: fake.url(),
-        token: Secret::new(TOKEN),
-    };
+    let adapter = masto_at(fake.url(), TOKEN, Some(Duration::from_millis(500)));
     let post = post("Slow server", "key-hang");
 
     fake.fail_next_create(CreateFault::HangAfterCreate);
@@ -571,8 +643,7 @@ async fn an_unreachable_instance_is_transient() {
         .local_addr()
         .unwrap()
         .port();
-    let adapter =
-        MastodonAdapter::new(format!("http://127.0.0.1:{port}"), Secret::new(TOKEN)).unwrap();
+    let adapter = masto_at(format!("http://127.0.0.1:{port}"), TOKEN, None);
     let err = adapter
         .publish(&post("Hello", "key-refused"), t(NOW))
         .await
@@ -628,7 +699,7 @@ async fn the_read_back_pages_through_newer_statuses() {
 async fn a_read_back_with_a_refused_token_is_unknown() {
     let fake = FakeMastodon::start().await;
     install_crypto();
-    let adapter = MastodonAdapter::new(fake.url(), Secret::new("wrong")).unwrap();
+    let adapter = masto_at(fake.url(), "wrong", None);
     let post = post("Hello", "key-unknown");
     assert_eq!(
         adapter
@@ -655,12 +726,12 @@ async fn the_same_key_is_resent_only_within_55_minutes() {
 async fn reads_the_instances_character_limit() {
     let fake = FakeMastodon::start().await;
     let adapter = adapter(&fake);
-    assert_eq!(adapter.max_characters().await, Ok(500));
+    assert_eq!(adapter.max_characters().await, Some(500));
     fake.set_max_characters(11_000);
-    assert_eq!(adapter.max_characters().await, Ok(11_000));
+    assert_eq!(adapter.max_characters().await, Some(11_000));
     // Public: a refused token does not hide it.
-    let wrong = MastodonAdapter::new(fake.url(), Secret::new("wrong")).unwrap();
-    assert_eq!(wrong.max_characters().await, Ok(11_000));
+    let wrong = masto_at(fake.url(), "wrong", None);
+    assert_eq!(wrong.max_characters().await, Some(11_000));
 }
 
 #[tokio::test]
@@ -676,6 +747,7 @@ async fn a_media_only_post_is_read_back_by_its_descriptions() {
         rel: PathBuf::from("a.png"),
         alt: Some("The new autumn collection".into()),
         bytes: 3,
+        dimensions: None,
     }];
     let started = fake.now();
     // Another text-less post in the window, with other media.
@@ -712,15 +784,7 @@ fn the_fake_runs_on_its_own_thread_for_synchronous_tests() {
     fake.fail_next_create(CreateFault::HangAfterCreate);
     let url = fake.url();
     let publisher = std::thread::spawn(move || {
-        install_crypto();
-        let adapter = MastodonAdapter {
-            client: MastodonAdapter::client_builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap(),
-            instance: url,
-            token: Secret::new(TOKEN),
-        };
+        let adapter = masto_at(url, TOKEN, Some(Duration::from_secs(5)));
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

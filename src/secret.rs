@@ -159,12 +159,49 @@ impl SecretRef {
     }
 }
 
+/// The largest credential file read. Tokens and app passwords are well under 1 KiB; JWTs
+/// and PEM keys a few KiB. A larger file is a mistake (or `/dev/zero`), not a secret.
+pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+/// Reads a credential file the way post files are read: opened without blocking (a FIFO
+/// must not hang `check` or the daemon), only if it is a regular file, and at most
+/// [`MAX_SECRET_BYTES`]. Symlinks are followed: systemd's credential directory and
+/// administrators' `/etc` layouts use them legitimately.
 fn read_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
     // The io::Error says why (not found, permission denied); it never carries file content.
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read file `{}`: {e}", path.display()))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| format!("file `{}` is not UTF-8 text", path.display()))?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot read file `{shown}`: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read file `{shown}`: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "`{shown}` is not a regular file (a FIFO, a device or a folder); put the secret in a plain file"
+        ));
+    }
+    if meta.len() > MAX_SECRET_BYTES {
+        return Err(format!(
+            "file `{shown}` is {} bytes, more than a credential can be ({MAX_SECRET_BYTES} bytes at most); check that it is the right file",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // `take` bounds the read even if the file grows after the size check.
+    file.take(MAX_SECRET_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read file `{shown}`: {e}"))?;
+    if bytes.len() as u64 > MAX_SECRET_BYTES {
+        return Err(format!(
+            "file `{shown}` grew past {MAX_SECRET_BYTES} bytes while it was read; check that it is the right file"
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| format!("file `{shown}` is not UTF-8 text"))?;
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
 
@@ -374,6 +411,30 @@ mod tests {
             .read(|_| None, None)
             .unwrap_err();
         assert_eq!(err, format!("file `{}` is empty", empty.display()));
+    }
+
+    #[test]
+    fn a_fifo_credential_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("token");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = SecretRef::File(fifo).read(|_| None, None).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn a_dev_zero_credential_is_refused_without_reading_it() {
+        let err = SecretRef::File("/dev/zero".into())
+            .read(|_| None, None)
+            .unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; MAX_SECRET_BYTES as usize + 1]).unwrap();
+        let err = SecretRef::File(big).read(|_| None, None).unwrap_err();
+        assert!(err.contains("more than a credential can be"), "{err}");
+        assert!(!err.contains("aaaa"), "{err}");
     }
 
     #[test]

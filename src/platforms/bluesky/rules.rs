@@ -7,14 +7,16 @@
 //! count in full here (Bluesky does not shorten them); the adapter sends them as facets.
 //! Pure: no IO, no clock, no HTTP.
 
-use super::text::{self, fields};
-use super::{Limits, PostView, Violation};
+use crate::platforms::text::{self, fields};
+use crate::platforms::{Limits, PostView, Violation};
 
 /// Keys a post's `[platform]` table may hold for Bluesky, named as in `app.bsky.feed.post`:
-/// the languages of the text, self-labels (content warnings) and extra hashtags. In the post
+/// the languages of the text, self-labels (content warnings) and extra hashtags; and as in
+/// `app.bsky.embed.external`, the link card's `title` and `description` (otherwise read from
+/// the linked page). In the post
 /// file `labels` is a plain list of label values; the adapter wraps it in the record's
 /// `com.atproto.label.defs#selfLabels` object.
-pub const FIELDS: &[&str] = &["langs", "labels", "tags"];
+pub const FIELDS: &[&str] = &["langs", "labels", "tags", "title", "description"];
 
 /// Self-label values Bluesky's apps understand on a post.
 pub const SELF_LABELS: &[&str] = &[
@@ -84,7 +86,7 @@ pub fn validate(_limits: &Limits, post: &PostView<'_>) -> Vec<Violation> {
                 "{what} is {graphemes} characters (graphemes); Bluesky allows {MAX_GRAPHEMES} \
                  (links count in full)"
             ),
-            format!("shorten it by {} characters", graphemes - MAX_GRAPHEMES),
+            text::shorten_by(graphemes - MAX_GRAPHEMES, "character"),
         ));
     }
     let bytes = text::utf8_bytes(&text);
@@ -92,8 +94,8 @@ pub fn validate(_limits: &Limits, post: &PostView<'_>) -> Vec<Violation> {
         out.push(Violation::new(
             format!("{what} is {bytes} bytes in UTF-8; Bluesky allows {MAX_BYTES}"),
             format!(
-                "shorten it by {} bytes (a CJK character takes 3, an emoji 4 or more)",
-                bytes - MAX_BYTES
+                "{}; a CJK character takes 3 bytes, an emoji 4 or more",
+                text::shorten_by(bytes - MAX_BYTES, "byte")
             ),
         ));
     }
@@ -129,10 +131,8 @@ pub fn validate(_limits: &Limits, post: &PostView<'_>) -> Vec<Violation> {
         if media.alt.as_deref().is_none_or(|alt| alt.trim().is_empty()) {
             out.push(Violation::new(
                 format!("{path} has no alt text; Bluesky requires it for every image"),
-                format!(
-                    "describe the image in its media entry: \
-                     {{ path = \"{path}\", alt = \"Red sneakers on a shelf\" }}"
-                ),
+                "describe the image in its entry of `media` in the front matter, e.g. \
+                 `alt = \"Red sneakers on a shelf\"` beside its `path`",
             ));
         }
     }
@@ -142,6 +142,14 @@ pub fn validate(_limits: &Limits, post: &PostView<'_>) -> Vec<Violation> {
 }
 
 fn check_fields(table: &toml::Table, out: &mut Vec<Violation>) {
+    fields::string(PLATFORM, table, "title", "\"Winter sale\"", out);
+    fields::string(
+        PLATFORM,
+        table,
+        "description",
+        "\"30% off all sneakers\"",
+        out,
+    );
     if let Some(langs) = fields::string_list(PLATFORM, table, "langs", "[\"en\"]", out) {
         if langs.len() > MAX_LANGS {
             out.push(Violation::new(

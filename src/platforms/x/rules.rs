@@ -6,8 +6,8 @@
 //! counting itself lives in `text.rs`, which the twitter-text conformance vectors check below.
 //! Pure: no IO, no clock, no HTTP; publishing belongs to the adapter.
 
-use super::text::{self, fields};
-use super::{Limits, PostView, Violation};
+use crate::platforms::text::{self, fields};
+use crate::platforms::{Limits, PostView, Violation};
 
 /// Keys a post's `[platform]` table may hold for X, named as in `CreatePostsRequest`. Chosen
 /// for scheduled posts: who may reply, quoting a post, posting into a community, and the two
@@ -26,6 +26,13 @@ pub const REPLY_SETTINGS: &[&str] = &["following", "mentionedUsers", "subscriber
 
 /// At most this many media per post (`media.media_ids` `maxItems`).
 pub const MAX_MEDIA: usize = 4;
+
+/// The media types X's simple upload takes (videos need X's chunked upload, which cadenced
+/// does not do).
+pub const IMAGE_TYPES: &[&str] = &["image/jpeg", "image/png", "image/gif", "image/webp"];
+
+/// Largest image X takes (5 MB; GIFs up to 15 MB, held to the same bound here).
+pub const MAX_IMAGE_BYTES: u64 = 5 * 1024 * 1024;
 
 /// Longest alt text X stores for an image, in characters.
 pub const MAX_ALT_TEXT: usize = 1000;
@@ -66,7 +73,10 @@ pub fn validate(limits: &Limits, post: &PostView<'_>) -> Vec<Violation> {
                 "{what} is {} weighted characters; X allows {max} (URLs count 23, CJK and emoji 2)",
                 count.weighted
             ),
-            format!("shorten it by {over} characters (each CJK character or emoji saves 2)"),
+            format!(
+                "{}; each CJK character or emoji you remove saves 2",
+                text::shorten_by(over, "character")
+            ),
         ));
     }
     if let Some(&c) = count.invalid.first() {
@@ -84,8 +94,29 @@ pub fn validate(limits: &Limits, post: &PostView<'_>) -> Vec<Violation> {
         ));
     }
 
-    super::check_media_count("X", MAX_MEDIA, post.media, &mut out);
-    super::check_alt_length("X", MAX_ALT_TEXT, post.media, &mut out);
+    crate::platforms::check_media_count("X", MAX_MEDIA, post.media, &mut out);
+    for media in post.media {
+        let content_type = crate::platforms::plan::content_type(&media.path);
+        if !IMAGE_TYPES.contains(&content_type.as_str()) {
+            out.push(Violation::new(
+                format!(
+                    "{} is not an image (JPEG, PNG, GIF or WebP); cadenced uploads only images to X",
+                    media.path.display()
+                ),
+                "attach an image instead, or post the video from X's own app",
+            ));
+        } else if media.bytes > MAX_IMAGE_BYTES {
+            out.push(Violation::new(
+                format!(
+                    "{} is {} bytes; X takes images of up to 5 MB",
+                    media.path.display(),
+                    media.bytes
+                ),
+                "scale it down or save it with stronger compression",
+            ));
+        }
+    }
+    crate::platforms::check_alt_length("X", MAX_ALT_TEXT, post.media, &mut out);
 
     check_fields(post.fields, &mut out);
     out
@@ -275,7 +306,10 @@ mod tests {
             violations[0].message,
             "text is 281 weighted characters; X allows 280 (URLs count 23, CJK and emoji 2)"
         );
-        assert!(violations[0].help.starts_with("shorten it by 1 characters"));
+        assert_eq!(
+            violations[0].help,
+            "shorten it by 1 character; each CJK character or emoji you remove saves 2"
+        );
     }
 
     #[test]

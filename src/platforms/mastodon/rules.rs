@@ -7,8 +7,8 @@
 //! Pure: no IO, no clock, no HTTP; the instance's `max_characters` comes in through [`Limits`]
 //! (the adapter reads it from `GET /api/v2/instance`).
 
-use super::text::{self, fields};
-use super::{Limits, PostView, Violation};
+use crate::platforms::text::{self, fields};
+use crate::platforms::{Limits, PostView, Violation};
 
 /// Keys a post's `[platform]` table may hold for Mastodon, named as in
 /// `POST /api/v1/statuses`: who sees the post, a content warning, marking media sensitive,
@@ -87,12 +87,12 @@ pub fn validate(limits: &Limits, post: &PostView<'_>) -> Vec<Violation> {
                 "{subject} is {length} characters; this Mastodon server allows {max} \
                  (URLs count 23, @user@server counts as @user{counted})"
             ),
-            format!("shorten it by {} characters", length - max),
+            text::shorten_by(length - max, "character"),
         ));
     }
 
-    super::check_media_count("Mastodon", MAX_MEDIA, post.media, &mut out);
-    super::check_alt_length("Mastodon", MAX_DESCRIPTION, post.media, &mut out);
+    crate::platforms::check_media_count("Mastodon", MAX_MEDIA, post.media, &mut out);
+    crate::platforms::check_alt_length("Mastodon", MAX_DESCRIPTION, post.media, &mut out);
 
     check_fields(post.fields, &mut out);
     out
