@@ -6,6 +6,7 @@
 //! resolved by `queue`, platform fields are checked per platform, times are resolved in the
 //! channel's zone by [`PostTime::resolve`] only when a caller has the zone.
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::str::FromStr;
 
@@ -133,13 +134,35 @@ pub fn parse_as(bytes: &[u8], format: Format) -> Result<Post, PostError> {
     let mut post = parse(bytes)?;
     if format == Format::Markdown {
         post.body = crate::markdown::outgoing_text(&post.body);
+        // What goes out must be visible too, not only what was written.
+        if let Some(e) = invisible_text_error(&post.body, None) {
+            return Err(e);
+        }
     }
     Ok(post)
 }
 
+/// Line ends as editors write them: `\n`, `\r\n`, and the bare `\r` of classic Mac
+/// editors and some exports, which neither the `+++` lines nor TOML know: a file written
+/// that way was published with its front matter as the text. A bare `\r` becomes `\n`, one
+/// byte for one byte, so every offset (error spans, lines) stays an offset of the file.
+/// Callers that show a post file's lines read it through this too.
+pub fn normalize_line_ends(bytes: &[u8]) -> Cow<'_, [u8]> {
+    let bare_cr = |i: usize| bytes[i] == b'\r' && bytes.get(i + 1) != Some(&b'\n');
+    if !(0..bytes.len()).any(bare_cr) {
+        return Cow::Borrowed(bytes);
+    }
+    Cow::Owned(
+        (0..bytes.len())
+            .map(|i| if bare_cr(i) { b'\n' } else { bytes[i] })
+            .collect(),
+    )
+}
+
 /// Parses a post file from its bytes; the body exactly as written (see [`parse_as`]).
 pub fn parse(bytes: &[u8]) -> Result<Post, PostError> {
-    let text = decode(bytes)?;
+    let bytes = normalize_line_ends(bytes);
+    let text = decode(&bytes)?;
     // A byte-order mark is invisible in editors; skipping it keeps `+++` on "the first line"
     // as the user sees it. Offsets stay offsets of the file.
     let start = if text.starts_with('\u{feff}') { 3 } else { 0 };
@@ -166,11 +189,52 @@ pub fn parse(bytes: &[u8]) -> Result<Post, PostError> {
             front_range_end_span(text, body_start),
         ));
     }
+    let body_span = first..first + body.len();
+    if let Some(e) = invisible_text_error(&body, Some(body_span)) {
+        return Err(e);
+    }
     Ok(Post {
         front,
         body,
         body_line,
     })
+}
+
+/// A text that is not empty but shows nothing: only zero-width characters, direction
+/// marks and isolates, joiners, variation selectors, blank fillers and whitespace. Published,
+/// it is a post nobody can see (and a near-duplicate check that compares nothing).
+fn invisible_text_error(text: &str, span: Option<Range<usize>>) -> Option<PostError> {
+    if text.is_empty() || text.chars().any(is_visible) {
+        return None;
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for c in text.chars().filter(|c| !c.is_whitespace()) {
+        let code = format!("U+{:04X}", u32::from(c));
+        if !seen.contains(&code) {
+            seen.push(code);
+        }
+    }
+    let shown = match seen.len() {
+        0 => String::new(),
+        1..=4 => format!(" ({})", seen.join(", ")),
+        n => format!(" ({} and {} more)", seen[..3].join(", "), n - 3),
+    };
+    Some(PostError::new(
+        format!("the post text has only invisible characters{shown}: nobody would see it"),
+        "write the text people should see after the closing `+++` line; for a post of only \
+         media, leave the text out",
+        span,
+    ))
+}
+
+/// Whether a character shows something: not whitespace, not of zero display width (format
+/// controls such as U+200B–U+200F, U+202A–U+202E, U+2060–U+2069, U+FEFF; combining marks
+/// and variation selectors on their own), and not one of the fillers that render as blank
+/// space at full width.
+fn is_visible(c: char) -> bool {
+    use unicode_width::UnicodeWidthChar;
+    const BLANK: [char; 5] = ['\u{115F}', '\u{1160}', '\u{3164}', '\u{FFA0}', '\u{2800}'];
+    !c.is_whitespace() && c.width().is_some_and(|w| w > 0) && !BLANK.contains(&c)
 }
 
 /// 1-based line of byte `pos` of `text`.
@@ -798,6 +862,58 @@ mod tests {
         let body = "冬季セール開始！全品30%オフ 🎉\n\n詳細はこちら → 店舗にて。";
         let post = ok(&format!("+++\nlang = \"ja\"\n+++\n{body}\n"));
         assert_eq!(post.body, body);
+    }
+
+    #[test]
+    fn bare_cr_line_ends_are_line_ends_not_text() {
+        // Published with its front matter as the text, before.
+        let src = "+++\rpriority = 2\rlink = \"https://shop.example/\"\r+++\rHello\rworld\r";
+        let post = ok(src);
+        assert_eq!(post.front.priority, 2);
+        assert_eq!(post.body, "Hello\nworld");
+        assert_eq!(post.body_line, 5);
+        // Errors point at the line as an editor shows it.
+        let src = "+++\rpriority = 2\rprority = 3\r+++\rHello\r";
+        let e = err(src);
+        assert_eq!(e.span.clone().map(|s| &src[s]), Some("prority"));
+        assert_eq!(line_of(&normalized(src), e.span.unwrap().start), 3);
+        // Mixed with CRLF, only the bare ones change.
+        assert_eq!(&*normalize_line_ends(b"a\r\nb\rc\r\r\n"), b"a\r\nb\nc\n\r\n");
+        assert!(matches!(normalize_line_ends(b"a\r\nb\n"), Cow::Borrowed(_)));
+    }
+
+    fn normalized(src: &str) -> String {
+        String::from_utf8(normalize_line_ends(src.as_bytes()).into_owned()).unwrap()
+    }
+
+    #[test]
+    fn a_body_of_only_zero_width_or_bidi_characters_is_refused() {
+        for body in [
+            "\u{200D}\u{200D}\u{200D}",
+            "\u{200B}",
+            "\u{202E}\u{2066}\u{2069}\u{200E}\u{200F}",
+            "\u{2060} \u{FEFF}\n\u{200C}",
+            "\u{FE0F}\u{034F}",
+            "\u{3164}\u{3164}",
+            "\u{E0061}\u{E007F}",
+        ] {
+            let src = format!("+++\npriority = 1\n+++\n{body}\n");
+            let e = err(&src);
+            assert!(
+                e.message.starts_with("the post text has only invisible characters (U+"),
+                "{body:?}: {}",
+                e.message
+            );
+            assert_eq!(at(&src, &e).0, 4, "{body:?}");
+        }
+        let e = err("\u{200D}\u{200D}\u{202E}");
+        assert!(e.message.contains("(U+200D, U+202E)"), "{}", e.message);
+        // Media with an invisible caption: refused too; visible text with joiners is fine.
+        err("+++\nmedia = [{ path = \"a.png\", alt = \"A shoe\" }]\n+++\n\u{200B}\n");
+        assert_eq!(ok("👩\u{200D}💻 at work").body, "👩\u{200D}💻 at work");
+        assert_eq!(ok("\u{202B}שלום\u{202C}").body, "\u{202B}שלום\u{202C}");
+        assert_eq!(ok("冬\u{200B}").body, "冬\u{200B}");
+        assert!(parse_as("\u{200D}\n\n\u{200D}  \n".as_bytes(), Format::Markdown).is_err());
     }
 
     #[test]

@@ -278,8 +278,9 @@ fn accept(
 ) -> Result<Accepted, Diagnostic> {
     let post = post::parse_as(bytes, post::Format::of_path(shown))
         .map_err(|e| post_diagnostic(shown, bytes, e))?;
-    // `parse` succeeded, so the bytes are UTF-8.
-    let text = std::str::from_utf8(bytes).unwrap_or_default();
+    // `parse` succeeded, so the bytes are UTF-8; lines as `parse` saw them.
+    let lines = post::normalize_line_ends(bytes);
+    let text = std::str::from_utf8(&lines).unwrap_or_default();
     let mut media = Vec::with_capacity(post.front.media.len());
     if !post.front.media.is_empty() {
         let root = canonical_root(queue_root)
@@ -298,6 +299,8 @@ fn accept(
 
 /// A [`PostError`] as a diagnostic on the file, at its line where it has one.
 pub(super) fn post_diagnostic(shown: &Path, bytes: &[u8], e: PostError) -> Diagnostic {
+    // Lines as the parser counted them (a bare `\r` ends a line too).
+    let bytes = &*post::normalize_line_ends(bytes);
     let mut d = Diagnostic::error(shown, e.message);
     if let Some(span) = e.span {
         d = match std::str::from_utf8(bytes) {

@@ -324,3 +324,45 @@ async fn folders_watched_one_level_deep_still_see_new_and_returning_channel_fold
     let d = rename_in("shop/d.md");
     assert_eq!(next(&mut rx).await, QueueEvent::Ready(d));
 }
+
+/// The `post.text` of each file the daemon wrote to a channel's outbox.
+fn outbox_texts(p: &Project, channel: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(p.root().join("outbox").join(channel)) else {
+        return Vec::new();
+    };
+    dir.map(|e| {
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+        doc["post"]["text"].as_str().unwrap_or_default().to_string()
+    })
+    .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn invisible_texts_are_held_and_bare_cr_files_publish_their_text() {
+    let p = Project::new(OUTBOX);
+    p.post("news/a-zwj.txt", "\u{200D}\u{200D}\u{200D}\n");
+    p.post("news/b-bidi.txt", "+++\npriority = 1\n+++\n\u{202E}\u{2066}\u{2069}\n");
+    p.post(
+        "news/c-mac.txt",
+        "+++\rpriority = 2\r+++\rHello from a classic Mac editor.\rSecond line.\r",
+    );
+    let clock = TestClock::at("2026-11-23T08:30:00Z"); // 09:30 in Madrid
+    let d = start(&p, &clock);
+    pass(60).await; // past the 10:00 slot
+    assert_eq!(d.stop().await.unwrap(), 1);
+    assert_eq!(
+        outbox_texts(&p, "news"),
+        ["Hello from a classic Mac editor.\nSecond line."]
+    );
+    assert!(exists(&p, "news/a-zwj.txt") && exists(&p, "news/b-bidi.txt"));
+    for file in ["news/a-zwj.txt", "news/b-bidi.txt"] {
+        assert!(
+            log(&p).iter().any(|(status, f, detail)| f == file
+                && status == "held"
+                && detail.contains("only invisible characters")),
+            "{file}: {:#?}",
+            log(&p)
+        );
+    }
+}
