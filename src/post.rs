@@ -878,7 +878,10 @@ mod tests {
         assert_eq!(e.span.clone().map(|s| &src[s]), Some("prority"));
         assert_eq!(line_of(&normalized(src), e.span.unwrap().start), 3);
         // Mixed with CRLF, only the bare ones change.
-        assert_eq!(&*normalize_line_ends(b"a\r\nb\rc\r\r\n"), b"a\r\nb\nc\n\r\n");
+        assert_eq!(
+            &*normalize_line_ends(b"a\r\nb\rc\r\r\n"),
+            b"a\r\nb\nc\n\r\n"
+        );
         assert!(matches!(normalize_line_ends(b"a\r\nb\n"), Cow::Borrowed(_)));
     }
 
@@ -900,7 +903,8 @@ mod tests {
             let src = format!("+++\npriority = 1\n+++\n{body}\n");
             let e = err(&src);
             assert!(
-                e.message.starts_with("the post text has only invisible characters (U+"),
+                e.message
+                    .starts_with("the post text has only invisible characters (U+"),
                 "{body:?}: {}",
                 e.message
             );

@@ -100,7 +100,7 @@ pub fn retry(
     ) {
         return code;
     }
-    println!(
+    outln!(
         "{id}: recorded as not published (`retried`; its attempt of {} was `{}`).",
         local(attempt.started, &tz),
         attempt.state
@@ -112,7 +112,7 @@ pub fn retry(
     let mut code = ExitCode::SUCCESS;
     if exists(&failed) {
         if exists(&in_place) {
-            println!(
+            outln!(
                 "{} is queued already (a newer version?): that one is sent; the failed copy stays at {}.",
                 out.path(&in_place),
                 out.path(&failed)
@@ -120,7 +120,7 @@ pub fn retry(
         } else {
             match move_no_overwrite(&failed, &dir, OsStr::new(&target.name), false) {
                 Ok(to) => {
-                    println!("Moved {} back to {}.", out.path(&failed), out.path(&to));
+                    outln!("Moved {} back to {}.", out.path(&failed), out.path(&to));
                     // The note said why it failed and to run `retry`: answered, and it
                     // must not stay behind to be mistaken for the next failure's note.
                     let _ = files::clear_note(&failed, files::ERROR);
@@ -136,14 +136,14 @@ pub fn retry(
             }
         }
     } else if !exists(&in_place) {
-        println!(
+        outln!(
             "{} is not in the queue: put the post back there to have it sent.",
             out.path(&in_place)
         );
         return code;
     }
     match channel {
-        Some(ch) if ch.rules.paused => println!(
+        Some(ch) if ch.rules.paused => outln!(
             "Next: channel `{}` is paused; the post goes out once `paused` is removed from the config.",
             ch.name
         ),
@@ -154,11 +154,11 @@ pub fn retry(
                 .next_after(now, &ch.rules.timezone)
                 .map(|t| format!(" (the next slot is {})", local(t, &ch.rules.timezone)))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "Next: the daemon checks it again and sends it with a new idempotency key when the channel's cadence allows{slot}; `cadenced plan` shows when."
             );
         }
-        None => println!(
+        None => outln!(
             "Note: the config has no channel `{}`, so nothing will send it until one is added.",
             target.channel
         ),
@@ -207,7 +207,7 @@ pub fn resolve(
         return code;
     }
     let url = url.or(attempt.remote_url.clone());
-    println!(
+    outln!(
         "{id}: recorded as published (`resolved`; its attempt of {} was `{}`){}.",
         local(attempt.started, &tz),
         attempt.state,
@@ -234,7 +234,7 @@ pub fn resolve(
         None
     };
     match moved {
-        Some((from, Ok(to))) => println!("Moved {} to {}.", out.path(&from), out.path(&to)),
+        Some((from, Ok(to))) => outln!("Moved {} to {}.", out.path(&from), out.path(&to)),
         Some((from, Err(e))) => {
             eprintln!(
                 "error: could not move {} to {}/: {e}\nhelp: the log already records it as published (it will not be sent again); move it by hand",
@@ -243,13 +243,13 @@ pub fn resolve(
             );
             code = ExitCode::from(EXIT_PROBLEMS);
         }
-        None if exists(&in_place) => println!(
+        None if exists(&in_place) => outln!(
             "{} has changed since it was sent, so it stays: it is a new post now (held if it is too close to the one just resolved). Remove or rename it if it should not go out.",
             out.path(&in_place)
         ),
-        None => println!("The file is no longer in the queue; nothing to move."),
+        None => outln!("The file is no longer in the queue; nothing to move."),
     }
-    println!(
+    outln!(
         "Next: it counts toward the channel's cap, gap and uniqueness like any published post; the daemon will not send it again."
     );
     code

@@ -109,14 +109,14 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
     if args.json {
         for d in &diags {
             let d = d.clone().relative_to(&out.cwd);
-            println!("{}", d.to_json());
+            outln!("{}", d.to_json());
         }
-        println!("{}", serde_json::json!({ "summary": summary }));
+        outln!("{}", serde_json::json!({ "summary": summary }));
     } else {
         for d in &diags {
-            println!("{}", out.show(d));
+            outln!("{}", out.show(d));
         }
-        println!(
+        outln!(
             "{}: {} channel{}, {} queued file{}: {} ready{}, {} held, {} invalid, {} expired; {} error{}, {} warning{}",
             out.path(&loaded.config.path),
             summary.channels,

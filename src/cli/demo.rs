@@ -40,7 +40,7 @@ pub fn run(config: Option<&Path>, args: Args, clock: Arc<dyn Clock>, out: &Outpu
         eprintln!("error: could not create {}: {e}", folder.display());
         return ExitCode::FAILURE;
     }
-    println!(
+    outln!(
         "cadenced demo: the bundled example in {}, slots every 4 seconds, publishing to its outbox.\n",
         folder.display()
     );
@@ -59,9 +59,9 @@ pub fn run(config: Option<&Path>, args: Args, clock: Arc<dyn Clock>, out: &Outpu
             return ExitCode::FAILURE;
         }
     };
-    println!("\nThe publish log ({} published):\n", report.published);
-    print!("{}", report.log);
-    println!(
+    outln!("\nThe publish log ({} published):\n", report.published);
+    out!("{}", report.log);
+    outln!(
         "\nWhat went out is in {}/outbox/<channel>/ (the requests each platform would receive);\nthe posted files moved to {}/queue/<channel>/published/. Read the log again with:\n  cadenced log --config {}/config/cadenced.toml",
         report.folder.display(),
         report.folder.display(),

@@ -99,9 +99,9 @@ pub fn run(
         }
     };
     for path in &written {
-        println!("wrote {}", out.path(path));
+        outln!("wrote {}", out.path(path));
     }
-    println!("\nChecking it:\n");
+    outln!("\nChecking it:\n");
     let code = super::check::run(
         Some(&config_path),
         super::check::Args {
@@ -112,7 +112,7 @@ pub fn run(
         out,
     );
     let shown = out.path(&config_path);
-    println!(
+    outln!(
         "\nNext: put each channel's credential where {shown} says, replace the sample posts with yours, \
          and remove `dry_run = true` from a channel when it should really publish.\n\
          See what would go out: cadenced plan --config {shown}\n\

@@ -34,7 +34,12 @@ pub struct CompletionsArgs {
 /// `cadenced completions SHELL`: the completion script on stdout.
 pub fn completions(args: CompletionsArgs) -> ExitCode {
     let mut cmd = super::Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "cadenced", &mut io::stdout());
+    // clap_complete panics when a write fails: write it here, where a closed pipe is quiet.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "cadenced", &mut script);
+    if let Err(e) = io::Write::write_all(&mut io::stdout().lock(), &script) {
+        super::exit_on_write_error(&e);
+    }
     ExitCode::SUCCESS
 }
 

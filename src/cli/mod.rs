@@ -1,5 +1,22 @@
 //! The command line: one file per subcommand; rendering for people and `--json` lives with
 //! each command. Exit codes (SPEC): 0 ok, 1 problems found, 2 usage or config error.
+//!
+//! Commands write to stdout only through [`outln!`] and [`out!`] (clippy's `print_stdout`
+//! refuses `println!` and `print!` here): a reader that goes away (`cadenced plan | head -1`)
+//! ends the command quietly with exit 0, as the end of a pipe should, instead of a panic.
+
+#![warn(clippy::print_stdout)]
+
+/// `println!` for command output: see [`write_stdout`].
+macro_rules! outln {
+    () => { $crate::cli::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `print!` for command output: see [`write_stdout`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::write_stdout(format_args!($($arg)*)) };
+}
 
 pub mod answer;
 pub mod check;
@@ -116,6 +133,27 @@ pub fn run(cli: Cli, clock: Arc<dyn Clock>) -> ExitCode {
         Command::Init(args) => init::run(cli.config.as_deref(), args, clock_ref, &out),
         Command::Completions(args) => manual::completions(args),
     }
+}
+
+/// Writes command output to stdout. A closed pipe (the reader is gone: `| head -1`) ends
+/// the process quietly with exit 0, as ripgrep does; any other write error ends it with a
+/// message and exit 1. Commands write their output after their work is done and committed,
+/// so ending here loses nothing.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        exit_on_write_error(&e);
+    }
+}
+
+/// How a command that writes to stdout ends when the write fails: see [`write_stdout`].
+pub fn exit_on_write_error(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to standard output: {e}");
+    std::process::exit(1);
 }
 
 /// How to write for this terminal.

@@ -57,7 +57,7 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
         for p in &plan {
             if let Fate::Published(t) = p.fate {
                 let tz = zone_of(config, &p.channel);
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({ "channel": p.channel, "file": p.id, "at": rfc3339(t, &tz) })
                 );
@@ -65,7 +65,7 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
         }
         for f in &review.files {
             if let Some(reason) = held_reason(&f.verdict) {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({ "channel": f.channel, "file": f.id, "held": reason })
                 );
@@ -74,7 +74,7 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
         return ExitCode::SUCCESS;
     }
 
-    println!(
+    outln!(
         "Plan for {} day{} from {} (as the daemon would decide it with the files queued now)",
         args.days,
         if args.days == 1 { "" } else { "s" },
@@ -82,7 +82,7 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
     );
     for ch in &config.channels {
         let tz = &ch.rules.timezone;
-        println!(
+        outln!(
             "\n{} ({}, {}{}{})",
             ch.name,
             ch.platform,
@@ -98,14 +98,14 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
                     any = true;
                     let local = t.to_zoned(tz.clone());
                     if last_day != Some(local.date()) {
-                        println!("  {}", local.strftime("%a %Y-%m-%d"));
+                        outln!("  {}", local.strftime("%a %Y-%m-%d"));
                         last_day = Some(local.date());
                     }
-                    println!("    {}  {}", local.strftime("%H:%M %Z"), p.id);
+                    outln!("    {}  {}", local.strftime("%H:%M %Z"), p.id);
                 }
                 Fate::Expired(t) => {
                     any = true;
-                    println!(
+                    outln!(
                         "    expires unpublished at {}: {}",
                         t.to_zoned(tz.clone()).strftime("%a %Y-%m-%d %H:%M %Z"),
                         p.id
@@ -117,12 +117,12 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
                         .as_ref()
                         .map(|w| format!(" (last passed over: {})", w.describe()))
                         .unwrap_or_default();
-                    println!("    still queued after the window: {}{why}", p.id);
+                    outln!("    still queued after the window: {}{why}", p.id);
                 }
             }
         }
         if !any {
-            println!("  nothing queued");
+            outln!("  nothing queued");
         }
     }
     let held: Vec<_> = review
@@ -131,13 +131,13 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
         .filter_map(|f| Some((f, held_reason(&f.verdict)?)))
         .collect();
     if !held.is_empty() {
-        println!("\nHeld (fix these files; `cadenced check` shows the details):");
+        outln!("\nHeld (fix these files; `cadenced check` shows the details):");
         for (f, reason) in held {
-            println!("  {}: {reason}", f.id);
+            outln!("  {}: {reason}", f.id);
         }
     }
     for p in &review.problems {
-        println!("{}", out.show(p));
+        outln!("{}", out.show(p));
     }
     ExitCode::SUCCESS
 }

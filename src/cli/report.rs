@@ -118,7 +118,7 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
 
     if args.json {
         for l in &lines {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string(l).expect("plain values serialize")
             );
@@ -204,16 +204,16 @@ fn print_table(lines: &[ChannelReport], days: u16, since: Timestamp) {
         }
         out.trim_end().to_string()
     };
-    println!(
+    outln!(
         "Posts that went out in the last {days} day{} (since {}) against the {days} before",
         if days == 1 { "" } else { "s" },
         since.strftime("%Y-%m-%d %H:%M UTC"),
     );
-    println!("{}", render(header));
+    outln!("{}", render(header));
     for r in &rows {
-        println!("{}", render(r.each_ref().map(String::as_str)));
+        outln!("{}", render(r.each_ref().map(String::as_str)));
     }
-    println!(
+    outln!(
         "\nDry runs went to the outbox, not to the network, and are counted apart. Engagement figures will join this report once adapters fetch them."
     );
 }

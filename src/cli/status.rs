@@ -156,7 +156,7 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
 
     if args.json {
         for line in &lines {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string(line).expect("plain values serialize")
             );
@@ -270,14 +270,14 @@ fn print_table(lines: &[ChannelStatus], config: &crate::config::Config, now: Tim
         }
         line.trim_end().to_string()
     };
-    println!(
+    outln!(
         "Status at {}",
         now.to_zoned(TimeZone::system())
             .strftime("%Y-%m-%d %H:%M %Z")
     );
-    println!("{}", render(header));
+    outln!("{}", render(header));
     for r in &rows {
-        println!("{}", render(r.each_ref().map(String::as_str)));
+        outln!("{}", render(r.each_ref().map(String::as_str)));
     }
 
     let mut notes = Vec::new();
@@ -317,9 +317,9 @@ fn print_table(lines: &[ChannelStatus], config: &crate::config::Config, now: Tim
         }
     }
     if !notes.is_empty() {
-        println!();
+        outln!();
         for n in notes {
-            println!("{n}");
+            outln!("{n}");
         }
     }
 }

@@ -342,7 +342,10 @@ fn outbox_texts(p: &Project, channel: &str) -> Vec<String> {
 async fn invisible_texts_are_held_and_bare_cr_files_publish_their_text() {
     let p = Project::new(OUTBOX);
     p.post("news/a-zwj.txt", "\u{200D}\u{200D}\u{200D}\n");
-    p.post("news/b-bidi.txt", "+++\npriority = 1\n+++\n\u{202E}\u{2066}\u{2069}\n");
+    p.post(
+        "news/b-bidi.txt",
+        "+++\npriority = 1\n+++\n\u{202E}\u{2066}\u{2069}\n",
+    );
     p.post(
         "news/c-mac.txt",
         "+++\rpriority = 2\r+++\rHello from a classic Mac editor.\rSecond line.\r",
@@ -364,5 +367,65 @@ async fn invisible_texts_are_held_and_bare_cr_files_publish_their_text() {
             "{file}: {:#?}",
             log(&p)
         );
+    }
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_a_command_quietly_with_exit_0() {
+    use std::process::Stdio;
+    let p = Project::new(OUTBOX);
+    p.post(
+        "news/001-post.md",
+        "A post that goes out at the next slot.\n",
+    );
+    p.post(
+        "news/002-typo.md",
+        "+++\nprority = 1\n+++\nA typo in the front matter.\n",
+    );
+    std::fs::create_dir_all(p.root().join("state")).unwrap();
+    let store = cadenced::store::Store::open(&p.root().join("state/cadenced.sqlite")).unwrap();
+    store
+        .log_event(&cadenced::store::NewEvent {
+            time: "2026-11-20T09:00:00Z".parse().unwrap(),
+            channel: "news",
+            platform: cadenced::platforms::Platform::parse("outbox").unwrap(),
+            file: "news/000-old.md",
+            hash: None,
+            status: "accepted",
+            detail: "",
+            attempt: None,
+        })
+        .unwrap();
+    drop(store);
+    for args in [
+        &["plan"][..],
+        &["plan", "--json"],
+        &["check"],
+        &["check", "--json"],
+        &["status"],
+        &["status", "--json"],
+        &["report"],
+        &["log"],
+        &["log", "--json"],
+        &["log", "--follow"],
+        &["completions", "bash"],
+    ] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cadenced"))
+            .current_dir(p.root())
+            .env("NO_COLOR", "1")
+            .env("RUST_BACKTRACE", "0")
+            .arg("--config")
+            .arg(p.config())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before the first write (`| head -c 0`): every write fails.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
