@@ -13,6 +13,7 @@
 //! watchdog interval when there is one. No polling when idle beyond that cap.
 
 pub mod demo;
+pub mod lock;
 mod publish;
 pub mod systemd;
 
@@ -152,6 +153,8 @@ pub async fn run_config(
     mut control: Option<mpsc::UnboundedReceiver<Control>>,
 ) -> anyhow::Result<usize> {
     http::install_tls_provider();
+    // Held until this function returns: one daemon per publish log.
+    let _lock = lock::DaemonLock::acquire(&config.database)?;
     let store = Store::open(&config.database)
         .with_context(|| format!("opening the publish log {}", config.database.display()))?;
     let notifier = systemd::Notifier::from_env();

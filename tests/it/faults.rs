@@ -429,3 +429,36 @@ fn a_reader_that_goes_away_ends_a_command_quietly_with_exit_0() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_second_daemon_on_the_same_log_is_refused_naming_the_first() {
+    let p = Project::new(OUTBOX);
+    p.post("news/a.md", "A post for the 10:00 slot.\n");
+    let clock = TestClock::at("2026-11-23T08:30:00Z"); // 09:30 in Madrid
+    let first = start(&p, &clock);
+    pass(1).await;
+    let second = start(&p, &clock);
+    let err = second
+        .handle
+        .await
+        .unwrap()
+        .expect_err("a second daemon on the same database must not run");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains(&format!(
+            "another cadenced (process {}) is already running on the publish log",
+            std::process::id()
+        )) && msg.contains("state/cadenced.sqlite"),
+        "{msg}"
+    );
+    pass(60).await;
+    assert_eq!(
+        first.stop().await.unwrap(),
+        1,
+        "the first one kept publishing"
+    );
+    // Once the first one is gone, the next one starts.
+    let third = start(&p, &clock);
+    pass(1).await;
+    assert_eq!(third.stop().await.unwrap(), 0);
+}
