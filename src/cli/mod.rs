@@ -19,6 +19,7 @@ macro_rules! out {
 }
 
 pub mod answer;
+pub mod auth;
 pub mod check;
 pub mod demo;
 pub mod init;
@@ -104,6 +105,11 @@ pub enum Command {
         after_help = "Examples:\n  cadenced resolve shop-x/sale.md --posted https://mastodon.social/@shop/1234\n  cadenced resolve shop-x/sale.md --posted\n\nExit codes: 0 recorded, 1 its latest attempt is not `unknown` or `failed` (nothing changed), 2 usage or config error."
     )]
     Resolve(answer::ResolveArgs),
+    /// Connect a channel to its account: OAuth authorization (X), or a check of its credentials (Bluesky, Mastodon).
+    #[command(
+        after_help = "Examples:\n  sudo -u cadenced cadenced auth shop-x\n  cadenced auth shop-bluesky --config config/cadenced.toml\n\nFor X (with `client_id` in the channel): prints an address to open in a browser, takes back the address the browser was sent to, and keeps the tokens in the token store beside the database, where the daemon renews them.\nFor Bluesky: logs in with the app password. For Mastodon: reads the account with the token.\nRun it as the user the daemon runs as, with the credentials where the daemon finds them.\nExit codes: 0 connected, 1 the platform refused, 2 usage or config error."
+    )]
+    Auth(auth::Args),
     /// Set up a new folder: a commented config and queue folders with a sample post each, then check them.
     #[command(
         after_help = "Examples:\n  cadenced init myshop\n  cadenced init myshop --yes --timezone Europe/Madrid --channel shop-mastodon:mastodon --channel shop-bluesky:bluesky\n\nWrites DIR/config/cadenced.toml and DIR/queue/<channel>/001-hello.md; never overwrites a config.\nChannels on a network start with dry_run = true (they write to the outbox) until you remove it.\nFrom DIR, `cadenced check` and `cadenced plan` then find the config by themselves."
@@ -130,6 +136,7 @@ pub fn run(cli: Cli, clock: Arc<dyn Clock>) -> ExitCode {
         Command::Report(args) => report::run(cli.config.as_deref(), args, clock_ref, &out),
         Command::Retry(args) => answer::retry(cli.config.as_deref(), args, clock_ref, &out),
         Command::Resolve(args) => answer::resolve(cli.config.as_deref(), args, clock_ref, &out),
+        Command::Auth(args) => auth::run(cli.config.as_deref(), args, clock_ref, &out),
         Command::Init(args) => init::run(cli.config.as_deref(), args, clock_ref, &out),
         Command::Completions(args) => manual::completions(args),
     }

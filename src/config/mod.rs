@@ -1473,7 +1473,11 @@ pub fn check_credentials(
         )
     };
     let mut out = Vec::new();
+    let tokens = crate::tokens::TokenStore::beside(&config.database);
     for channel in &config.channels {
+        if let Some(d) = connection_warning(config, channel, &tokens) {
+            out.push(d);
+        }
         for (key, secret) in channel.secrets() {
             let place = |d: Diagnostic| match span_of(&channel.name, key) {
                 Some(span) => d.at_span(&text, span),
@@ -1534,6 +1538,41 @@ pub fn check_credentials(
         }
     }
     out
+}
+
+/// A channel that connects with OAuth (`cadenced auth`) but has no tokens in the token
+/// store, or whose refresh was refused: the daemon cannot publish for it. Silent where the
+/// store cannot be read from here (staff without the daemon's rights) and for dry runs.
+fn connection_warning(
+    config: &Config,
+    channel: &Channel,
+    tokens: &crate::tokens::TokenStore,
+) -> Option<Diagnostic> {
+    if channel.dry_run {
+        return None;
+    }
+    let ctx = crate::platforms::ChannelCtx {
+        name: &channel.name,
+        settings: &channel.settings,
+        now: jiff::Timestamp::UNIX_EPOCH,
+    };
+    if !matches!(
+        channel.platform.auth(&ctx),
+        crate::platforms::AuthFlow::OAuth2 { .. }
+    ) {
+        return None;
+    }
+    let stored = tokens.get(&channel.name).ok()?;
+    let name = &channel.name;
+    let title = channel.platform.title();
+    let message = match (&stored.needs_auth, stored.values.is_empty()) {
+        (Some(why), _) => format!("channel `{name}` must be connected to {title} again: {why}"),
+        (None, true) => format!("channel `{name}` is not connected to {title} yet"),
+        (None, false) => return None,
+    };
+    Some(Diagnostic::warning(&config.path, message).with_help(format!(
+        "run `cadenced auth {name}` as the user the daemon runs as; until then the daemon cannot publish for this channel"
+    )))
 }
 
 #[cfg(test)]

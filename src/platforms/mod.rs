@@ -188,6 +188,30 @@ pub trait PlatformSpec: Send + Sync + 'static {
         let _ = answer;
         None
     }
+
+    /// How `cadenced auth` connects (or checks) a channel of this platform.
+    fn auth(&self, ch: &ChannelCtx<'_>) -> AuthFlow {
+        let _ = ch;
+        AuthFlow::Check(Vec::new())
+    }
+}
+
+/// What `cadenced auth CHANNEL` does for a platform.
+#[derive(Debug, Clone)]
+pub enum AuthFlow {
+    /// The channel's keys are all it needs: these steps check them (a login, a read of the
+    /// account); the values named `account` in their answers say who it is. No steps:
+    /// nothing to connect.
+    Check(Vec<Step>),
+    /// OAuth 2.0 authorization code with PKCE: the user opens `authorize_url` (with
+    /// `state` and `code_challenge` added), agrees, and pastes back the address the browser
+    /// was sent to; `exchange` turns the code into tokens (holes `code` and
+    /// `code_verifier`) and keeps them in the token store; `check` then reads the account.
+    OAuth2 {
+        authorize_url: String,
+        exchange: Box<Step>,
+        check: Vec<Step>,
+    },
 }
 
 /// A platform, by its entry in the [`registry`]. Cheap to copy; compares by name.

@@ -147,7 +147,7 @@ pub async fn publish(
 ) -> Result<Sent, PublishError> {
     let ch = a.ctx(now);
     let plan = a.platform.plan(&ch, post);
-    let mut net = Net::new(a, post, now);
+    let mut net = Net::new(a, Some(post), now);
     for (name, value) in memo.load() {
         net.known.insert(
             name,
@@ -202,7 +202,7 @@ pub async fn read_back(
 ) -> Reconciled {
     let ch = a.ctx(now);
     let plan: Plan = a.platform.plan(&ch, post);
-    let mut net = Net::new(a, post, now);
+    let mut net = Net::new(a, Some(post), now);
     let session: Vec<Step> = plan
         .steps
         .into_iter()
@@ -220,6 +220,56 @@ pub async fn read_back(
         now,
     };
     a.platform.read_back(rb).await
+}
+
+/// Runs steps that connect or check the account (`cadenced auth`) with the channel's
+/// credentials, from scratch (a stored session is not used: the point is to test the
+/// credentials), keeping what they give (tokens to the token store). `given` are values
+/// the caller knows (an authorization code), treated as secrets. Returns every value known
+/// at the end (secrets included: for the caller's own use, never to print).
+pub async fn connect_account(
+    a: &HttpAdapter,
+    steps: &[Step],
+    given: &[(&str, String)],
+    now: Timestamp,
+) -> Result<Bindings, PublishError> {
+    let mut net = Net::new(a, None, now);
+    net.known.retain(|_, b| !b.secret);
+    for (name, value) in given {
+        net.known.insert(
+            (*name).to_string(),
+            Bound {
+                value: Value::String(value.clone()),
+                secret: true,
+            },
+        );
+    }
+    match net.run(steps, &NoMemo).await {
+        Ok(End::Done) => Ok(net.known),
+        Ok(End::NotYet { why, .. }) => {
+            // A renewed session: once more, now with it.
+            match net.run(steps, &NoMemo).await {
+                Ok(End::Done) => Ok(net.known),
+                Ok(End::NotYet { .. }) => Err(PublishError::Transient {
+                    reason: why,
+                    retry_after: None,
+                    http_status: None,
+                }),
+                Err(Stop::Error(e)) => Err(e),
+                Err(Stop::AlreadyPosted(why)) => Err(PublishError::Permanent {
+                    reason: why,
+                    fix: String::new(),
+                    http_status: None,
+                }),
+            }
+        }
+        Err(Stop::Error(e)) => Err(e),
+        Err(Stop::AlreadyPosted(why)) => Err(PublishError::Permanent {
+            reason: why,
+            fix: String::new(),
+            http_status: None,
+        }),
+    }
 }
 
 /// The limits the server sets, asked once with the platform's look-up step.
@@ -264,16 +314,20 @@ enum Stop {
 /// A plan being sent.
 struct Net<'a> {
     a: &'a HttpAdapter,
-    post: &'a Outgoing,
+    /// The post being sent; none when `cadenced auth` connects the account.
+    post: Option<&'a Outgoing>,
     now: Timestamp,
     known: Bindings,
     create_status: Option<u16>,
     last_status: Option<u16>,
+    /// Values the plan's steps keep in the token store: missing, they mean the channel is
+    /// not connected.
+    session_names: std::collections::BTreeSet<String>,
 }
 
 impl<'a> Net<'a> {
     /// Starts with the channel's session values that have not expired.
-    fn new(a: &'a HttpAdapter, post: &'a Outgoing, now: Timestamp) -> Net<'a> {
+    fn new(a: &'a HttpAdapter, post: Option<&'a Outgoing>, now: Timestamp) -> Net<'a> {
         let mut known = Bindings::new();
         if let Some(tokens) = &a.tokens
             && let Ok(stored) = tokens.get(&a.channel)
@@ -301,11 +355,17 @@ impl<'a> Net<'a> {
             known,
             create_status: None,
             last_status: None,
+            session_names: Default::default(),
         }
     }
 
     fn platform(&self) -> Platform {
         self.a.platform
+    }
+
+    /// The post's file, for the `cadenced retry` hints of messages.
+    fn file(&self) -> &str {
+        self.post.map_or("FILE", |p| p.file.as_str())
     }
 
     /// Every credential and session value, for scrubbing outside text.
@@ -329,6 +389,13 @@ impl<'a> Net<'a> {
     }
 
     async fn run(&mut self, steps: &[Step], memo: &dyn Memo) -> Result<End, Stop> {
+        self.session_names.extend(
+            steps
+                .iter()
+                .flat_map(|s| &s.binds)
+                .filter(|b| matches!(b.keep, Keep::Session(_)))
+                .map(|b| b.name.clone()),
+        );
         for step in steps {
             if !plan::applies(step, &self.known) || already_done(step, &self.known) {
                 continue;
@@ -347,6 +414,20 @@ impl<'a> Net<'a> {
         let rendered = match plan::render(step, &self.known, Mode::Send(&self.a.credentials)) {
             Ok(r) => r,
             Err(_) if step.role == Role::Lookup => return Ok(None),
+            // A session value nothing gave: the channel has not been connected (or its
+            // tokens were lost): the user must act, not the post.
+            Err(Unbound(name)) if self.session_names.contains(&name) => {
+                let channel = &self.a.channel;
+                return Err(Stop::Error(PublishError::Credentials {
+                    reason: format!(
+                        "channel `{channel}` is not connected to {title} (no `{name}` in the token store)"
+                    ),
+                    fix: format!(
+                        "run `cadenced auth {channel}` once, as the user the daemon runs as"
+                    ),
+                    http_status: None,
+                }));
+            }
             Err(Unbound(name)) => {
                 return Err(Stop::Error(PublishError::Permanent {
                     reason: format!(
@@ -436,7 +517,7 @@ impl<'a> Net<'a> {
         }
         let mut out = BTreeMap::new();
         for index in wanted {
-            let Some(media) = self.post.media.get(index) else {
+            let Some(media) = self.post.and_then(|p| p.media.get(index)) else {
                 continue;
             };
             let bytes = self.a.media.read(media).map_err(|e| {
@@ -445,7 +526,7 @@ impl<'a> Net<'a> {
                     reason: format!("cannot read media file {rel}: {e}"),
                     fix: format!(
                         "put the file back at {rel} (a regular file inside the queue, not a link out of it), then run `cadenced retry {}`",
-                        self.post.file
+                        self.file()
                     ),
                     http_status: None,
                 }
@@ -504,7 +585,7 @@ impl<'a> Net<'a> {
                 ),
                 fix: format!(
                     "if {to} is the right address, put it in [channels.{channel}] in place of the old one, then run `cadenced retry {}`",
-                    self.post.file
+                    self.file()
                 ),
                 http_status: code,
             }
@@ -532,7 +613,7 @@ impl<'a> Net<'a> {
                 ),
                 fix: format!(
                     "give the channel a token with the rights to post (see README, \"Connecting your accounts\"), then run `cadenced retry {}`",
-                    self.post.file
+                    self.file()
                 ),
                 http_status: code,
             }
@@ -554,7 +635,7 @@ impl<'a> Net<'a> {
                 reason: format!("{title} refused {} (HTTP {status}): {said}", step.label),
                 fix: format!(
                     "edit the post so {title} accepts it (`cadenced check` counts as {title} does), then run `cadenced retry {}`",
-                    self.post.file
+                    self.file()
                 ),
                 http_status: code,
             }

@@ -913,3 +913,59 @@ fn running(pid: u32) -> bool {
         !state.starts_with('Z') && !state.starts_with('X')
     })
 }
+
+#[tokio::test]
+async fn a_post_name_of_233_bytes_or_more_gets_a_shortened_outbox_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), "");
+    let adapter = for_channel(&config, channel(&config, "newsletter"), env).unwrap();
+    let long = |c: char| {
+        let mut post = outgoing("newsletter", platform("outbox"), "k-long");
+        post.file = format!("newsletter/{}.md", c.to_string().repeat(240));
+        post
+    };
+    // Two long names that differ only at their end still get two files.
+    let mut a = long('a');
+    a.file = format!("newsletter/{}x.md", "冬".repeat(80));
+    let mut b = long('a');
+    b.file = format!("newsletter/{}y.md", "冬".repeat(80));
+    let first = send(&adapter, &a).await.unwrap().remote_id.unwrap();
+    let second = send(&adapter, &b).await.unwrap().remote_id.unwrap();
+    let third = send(&adapter, &long('b')).await.unwrap().remote_id.unwrap();
+    for name in [&first, &second, &third] {
+        assert!(name.len() <= 230, "{} bytes: {name}", name.len());
+        assert!(name.starts_with("20261127T090005Z-"), "{name}");
+        assert!(name.ends_with(".json"), "{name}");
+    }
+    assert_ne!(first, second);
+    assert!(
+        first.contains("冬冬冬"),
+        "the name keeps a readable start: {first}"
+    );
+}
+
+#[tokio::test]
+async fn an_endless_answer_is_read_up_to_a_cap() {
+    // A receiver that answers 200 and then streams a body that never ends.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let _ = read_request(&mut stream).await;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: application/json\r\n\r\n")
+            .await
+            .unwrap();
+        let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "x".repeat(64 * 1024));
+        // Until the client hangs up.
+        while stream.write_all(chunk.as_bytes()).await.is_ok() {}
+    });
+    let receipt = send(
+        &webhook(&url),
+        &outgoing("announce", platform("webhook"), "k"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(receipt.http_status, Some(200));
+    assert_eq!(receipt.remote_id, None, "a cut-off body gives no id");
+}

@@ -2,6 +2,7 @@
 //! binary end to end.
 
 mod adapters;
+mod auth;
 mod binary;
 mod cli;
 mod commands;
@@ -11,8 +12,10 @@ mod demo;
 mod fake_mastodon;
 mod faults;
 mod mastodon;
+mod pds;
 mod plan_props;
 mod plans;
+mod publishing;
 mod support;
 mod systemd;
 mod text;

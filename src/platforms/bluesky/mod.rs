@@ -107,6 +107,29 @@ impl PlatformSpec for Bluesky {
         Box::pin(read::read_back(rb))
     }
 
+    fn auth(&self, ch: &ChannelCtx<'_>) -> super::AuthFlow {
+        // Logging in with the app password is the check (and the session is kept).
+        let mut steps = plan::session_steps(ch);
+        steps.push(
+            Step::new(
+                "account",
+                super::plan::Role::Session,
+                "GET",
+                xrpc(ch, "com.atproto.server.getSession"),
+                "the check of the session",
+            )
+            .auth(super::plan::Auth::Bearer(super::plan::Text::hole(
+                "access_jwt",
+            )))
+            .bind(
+                "account",
+                super::plan::From::Json("/handle".into()),
+                super::plan::Keep::Plan,
+            ),
+        );
+        super::AuthFlow::Check(steps)
+    }
+
     fn read_back_needs_session(&self) -> bool {
         // getRecord is public: a read-back must not depend on a session the PDS may refuse.
         false

@@ -44,9 +44,10 @@ fn session_binds(step: Step) -> Step {
     )
 }
 
-pub fn plan(ch: &ChannelCtx<'_>, post: &Outgoing) -> Plan {
+/// Renewing the session with the refresh token, or else logging in with the app password.
+pub fn session_steps(ch: &ChannelCtx<'_>) -> Vec<Step> {
     let handle = handle(ch);
-    let mut steps = vec![
+    vec![
         // The access token lasts about two hours; the refresh token is kept to renew it
         // without the app password (and rotates with each renewal).
         session_binds(
@@ -74,7 +75,12 @@ pub fn plan(ch: &ChannelCtx<'_>, post: &Outgoing) -> Plan {
                 ("password", Tpl::Text(Text::secret("app_password"))),
             ]))),
         ),
-    ];
+    ]
+}
+
+pub fn plan(ch: &ChannelCtx<'_>, post: &Outgoing) -> Plan {
+    let handle = handle(ch);
+    let mut steps = session_steps(ch);
 
     let text = post.with_view(rules::text_to_send);
     let found = facets(&text);
@@ -171,8 +177,8 @@ pub fn plan(ch: &ChannelCtx<'_>, post: &Outgoing) -> Plan {
         );
     } else if let Some(link) = post.with_view(|v| rules::link_card(v).map(str::to_string)) {
         let given = |key: &str| post.fields.get(key).and_then(toml::Value::as_str);
-        let fetch = link.starts_with("https://")
-            && (given("title").is_none() || given("description").is_none());
+        let fetch =
+            may_fetch(&link) && (given("title").is_none() || given("description").is_none());
         if fetch {
             steps.push(
                 Step::new(
@@ -262,6 +268,24 @@ pub fn plan(ch: &ChannelCtx<'_>, post: &Outgoing) -> Plan {
     Plan {
         steps,
         assumed: Vec::new(),
+    }
+}
+
+/// Whether the linked page may be read for its card: `https://`, or plain `http://` only on
+/// this machine (as for every address cadenced talks to).
+fn may_fetch(link: &str) -> bool {
+    let Ok(url) = url::Url::parse(link) else {
+        return false;
+    };
+    match url.scheme() {
+        "https" => true,
+        "http" => match url.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
     }
 }
 

@@ -123,6 +123,10 @@ impl PlatformSpec for Mastodon {
     fn read_limits(&self, answer: &Answer) -> Option<Limits> {
         read::read_limits(answer)
     }
+
+    fn auth(&self, ch: &ChannelCtx<'_>) -> super::AuthFlow {
+        super::AuthFlow::Check(vec![plan::account_check(ch)])
+    }
 }
 
 /// The instance's base URL without a trailing `/`.

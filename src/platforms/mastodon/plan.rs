@@ -119,6 +119,19 @@ pub fn instance_lookup(ch: &ChannelCtx<'_>) -> Step {
     .max_answer(256 * 1024)
 }
 
+/// `GET /api/v1/accounts/verify_credentials`: the token works, and whose it is.
+pub fn account_check(ch: &ChannelCtx<'_>) -> Step {
+    Step::new(
+        "account",
+        Role::Session,
+        "GET",
+        format!("{}/api/v1/accounts/verify_credentials", base(ch)),
+        "the check of the token",
+    )
+    .auth(Auth::Bearer(Text::secret("token")))
+    .bind("account", From::Json("/acct".into()), Keep::Plan)
+}
+
 /// `de` of `de-AT`: Mastodon takes ISO 639 codes, a post's `lang` may carry a region.
 pub fn primary_language(lang: &str) -> Option<String> {
     let primary = lang.split(['-', '_']).next()?.to_ascii_lowercase();

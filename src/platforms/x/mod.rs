@@ -227,6 +227,10 @@ impl PlatformSpec for X {
     fn read_back<'a>(&'a self, rb: ReadBack<'a>) -> BoxFuture<'a, Reconciled> {
         Box::pin(read::read_back(rb))
     }
+
+    fn auth(&self, ch: &ChannelCtx<'_>) -> super::AuthFlow {
+        plan::auth_flow(ch)
+    }
 }
 
 /// The API's base URL without a trailing `/`.

@@ -90,6 +90,67 @@ pub fn token_binds(step: Step) -> Step {
     )
 }
 
+/// `GET /2/users/me`: the credentials work, and whose they are.
+pub fn account_check(ch: &ChannelCtx<'_>) -> Step {
+    Step::new(
+        "account",
+        Role::Session,
+        "GET",
+        format!("{}/2/users/me", api(ch)),
+        "the check of the account",
+    )
+    .auth(auth(ch))
+    .bind("account", From::Json("/data/username".into()), Keep::Plan)
+}
+
+/// How `cadenced auth` connects an X channel: OAuth 2.0 with PKCE when it has a client id,
+/// else a check of the fixed credentials.
+pub fn auth_flow(ch: &ChannelCtx<'_>) -> crate::platforms::AuthFlow {
+    use crate::platforms::AuthFlow;
+    if auth_mode(ch.settings) != AuthMode::Refresh {
+        return AuthFlow::Check(vec![account_check(ch)]);
+    }
+    let client_id = ch.settings.text("client_id").unwrap_or_default();
+    let redirect = ch.settings.url("redirect_uri").unwrap_or_default();
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("scope", &SCOPES.join(" "))
+        .finish();
+    let mut form = vec![
+        ("grant_type".to_string(), Text::lit("authorization_code")),
+        ("code".to_string(), Text::hole("code")),
+        ("redirect_uri".to_string(), Text::lit(redirect)),
+        ("code_verifier".to_string(), Text::hole("code_verifier")),
+    ];
+    let client_auth = if ch.settings.contains("client_secret") {
+        Auth::Basic {
+            user: Text::lit(client_id),
+            password: Text::secret("client_secret"),
+        }
+    } else {
+        form.push(("client_id".to_string(), Text::lit(client_id)));
+        Auth::None
+    };
+    let exchange = token_binds(
+        Step::new(
+            "exchange",
+            Role::Session,
+            "POST",
+            format!("{}/2/oauth2/token", api(ch)),
+            "the exchange of the authorization code",
+        )
+        .auth(client_auth)
+        .body(Body::Form(form)),
+    );
+    AuthFlow::OAuth2 {
+        authorize_url: format!("{AUTHORIZE_URL}?{query}"),
+        exchange: Box::new(exchange),
+        check: vec![account_check(ch)],
+    }
+}
+
 pub fn plan(ch: &ChannelCtx<'_>, post: &Outgoing) -> Plan {
     let api = api(ch);
     let auth = auth(ch);

@@ -1,0 +1,149 @@
+//! The daemon's publishing against the Mastodon-like server in real time (the server runs on
+//! its own thread, the daemon in-process with the real clock and slots every second):
+//! regressions of issue 7 in the publish loop, each named after what it pins.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cadenced::clock::SystemClock;
+use cadenced::daemon::{self, Control, Options};
+use tokio::sync::mpsc;
+
+use crate::fake_mastodon::{CreateFault, FakeMastodon, TOKEN};
+use crate::support::Project;
+
+struct Running {
+    control: mpsc::UnboundedSender<Control>,
+    handle: tokio::task::JoinHandle<anyhow::Result<usize>>,
+}
+
+fn project(server: &FakeMastodon, extra: &str) -> Project {
+    // SAFETY: tests set this one variable to the same value; nothing reads it concurrently
+    // in a way that could see a torn value.
+    unsafe { std::env::set_var("PUBLISHING_TEST_TOKEN", TOKEN) };
+    Project::new(&format!(
+        r#"
+[defaults]
+timezone = "UTC"
+
+[channels.shop]
+platform = "mastodon"
+instance = "{}"
+token = {{ env = "PUBLISHING_TEST_TOKEN" }}
+slots = ["* * * * * *"]
+max_per_day = 100
+min_gap = "0s"
+max_characters = 500
+{extra}
+"#,
+        server.url()
+    ))
+}
+
+fn start(p: &Project, options: Options) -> Running {
+    let (control, rx) = mpsc::unbounded_channel();
+    let config = p.config();
+    let handle = tokio::spawn(async move {
+        daemon::run(&config, Arc::new(SystemClock), options, Some(rx)).await
+    });
+    Running { control, handle }
+}
+
+impl Running {
+    async fn stop(self) -> usize {
+        self.control.send(Control::Stop).unwrap();
+        self.handle.await.unwrap().unwrap()
+    }
+}
+
+fn attempts(p: &Project) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open(p.root().join("state/cadenced.sqlite")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT state, detail FROM attempts a LEFT JOIN (SELECT attempt_id, detail FROM events WHERE id IN (SELECT MAX(id) FROM events GROUP BY attempt_id)) e ON e.attempt_id = a.id ORDER BY a.id")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_a_post_waits_in_a_429_backoff_exits_at_once() {
+    let server = FakeMastodon::start_on_thread();
+    server.fail_next_create(CreateFault::TooManyRequests {
+        reset: None,
+        date: None,
+        retry_after: Some("60".into()),
+    });
+    let p = project(&server, "");
+    p.post("shop/001.md", "Winter boots are back in every size\n");
+    let running = start(&p, Options::default());
+    server
+        .wait_until("the first create was refused with 429", |s| {
+            s.create_requests == 1
+        })
+        .await;
+    // The publish now waits 60 s (Retry-After) to resend. A stop must not wait for that.
+    let stopped = tokio::time::timeout(Duration::from_secs(20), running.stop()).await;
+    assert!(
+        stopped.is_ok(),
+        "the daemon did not stop while a post waited to be resent"
+    );
+    assert_eq!(server.create_requests(), 1, "no create after the stop");
+    // The attempt is recorded as not published (nothing was created): it stays queued.
+    let rows = attempts(&p);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "retried", "{rows:?}");
+    assert!(p.root().join("queue/shop/001.md").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_tries_are_not_read_back_when_the_claim_ends() {
+    // Every create answers 429: nothing was ever created, so when the slot's claim ends
+    // the post is simply queued again, with no read-back and no "unknown".
+    let server = FakeMastodon::start_on_thread();
+    for _ in 0..50 {
+        server.fail_next_create(CreateFault::TooManyRequests {
+            reset: None,
+            date: None,
+            retry_after: None,
+        });
+    }
+    let p = project(&server, "catch_up = \"2s\"\n");
+    p.post("shop/001.md", "Repair workshop dates for December are up\n");
+    let running = start(
+        &p,
+        Options {
+            backoff: Duration::from_millis(300),
+            ..Options::default()
+        },
+    );
+    server
+        .wait_until("a few refused tries", |s| s.create_requests >= 3)
+        .await;
+    // Wait for an attempt to end (its claim lasts until the next slot, a second away).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !attempts(&p).iter().any(|(s, _)| s != "sending") && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling the log with a deadline
+    }
+    running.stop().await;
+    let rows = attempts(&p);
+    assert!(
+        rows.iter().all(|(s, _)| s == "retried" || s == "sending"),
+        "{rows:?}"
+    );
+    assert!(rows.iter().any(|(s, _)| s == "retried"), "{rows:?}");
+    let reads = server
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("verify_credentials") || r.path.contains("/statuses?"))
+        .count();
+    assert_eq!(reads, 0, "a refused try was read back");
+    assert!(server.statuses().is_empty());
+}
