@@ -77,6 +77,9 @@ pub enum CreateFault {
     HangBeforeCreate,
     /// Creates the status, then never answers.
     HangAfterCreate,
+    /// Answers 307 Temporary Redirect to this address, creating nothing (a moved or
+    /// misconfigured instance; a client that follows it posts to the new address).
+    Redirect(String),
 }
 
 /// What the next `POST /api/v2/media` does instead of its normal work.
@@ -143,6 +146,8 @@ pub struct State {
     pub max_characters: usize,
     /// The token lacks the write scopes: every POST answers 403.
     pub read_only: bool,
+    /// Reads of the account and its statuses answer 503 (the read-back cannot tell).
+    pub reads_fail: bool,
     pub create_faults: VecDeque<CreateFault>,
     pub upload_faults: VecDeque<UploadFault>,
     /// Idempotency key → (status id, when it was stored).
@@ -315,6 +320,10 @@ impl FakeMastodon {
     }
 
     /// Makes the token read-only: every POST answers 403.
+    pub fn set_reads_fail(&self, fail: bool) {
+        self.shared.update(|s| s.reads_fail = fail);
+    }
+
     pub fn set_read_only(&self, read_only: bool) {
         self.shared.update(|s| s.read_only = read_only);
     }
@@ -436,6 +445,7 @@ fn new_shared(addr: SocketAddr) -> Arc<Shared> {
             processing_polls: 0,
             max_characters: 500,
             read_only: false,
+            reads_fail: false,
             create_faults: VecDeque::new(),
             upload_faults: VecDeque::new(),
             keys: HashMap::new(),
@@ -557,6 +567,12 @@ async fn handle(
                     Some(status) => ok(status_json(&shared.base_url, &state, status)),
                     None => error(StatusCode::NOT_FOUND, "Record not found"),
                 })
+            }
+            (&Method::GET, ["api", "v1", "accounts", ..]) if shared.lock().reads_fail => {
+                Outcome::Answer(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable",
+                ))
             }
             (&Method::GET, ["api", "v1", "accounts", "verify_credentials"]) => {
                 Outcome::Answer(ok(account_json(&shared.base_url)))
@@ -1032,6 +1048,13 @@ fn create(shared: &Shared, key: Option<&str>, body: &[u8]) -> Outcome {
             ));
         }
         Some(CreateFault::DropBeforeCreate) => return Outcome::Drop,
+        Some(CreateFault::Redirect(to)) => {
+            let mut answer = error(StatusCode::TEMPORARY_REDIRECT, "Moved");
+            answer
+                .headers_mut()
+                .insert("location", HeaderValue::from_str(to).unwrap());
+            return Outcome::Answer(answer);
+        }
         Some(CreateFault::HangBeforeCreate) => return Outcome::Hang,
         _ => {}
     }

@@ -147,3 +147,139 @@ async fn refused_tries_are_not_read_back_when_the_claim_ends() {
     assert_eq!(reads, 0, "a refused try was read back");
     assert!(server.statuses().is_empty());
 }
+
+fn published_files(p: &Project, channel: &str) -> usize {
+    std::fs::read_dir(p.root().join("queue").join(channel).join("published"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "md")
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling files with a deadline
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsure_post_is_resent_at_the_next_slot_with_the_same_key() {
+    let server = FakeMastodon::start_on_thread();
+    // The first create makes the status but answers 500 (unsure); the resends of that
+    // attempt are refused (503) until its claim ends; the read-back cannot tell (reads
+    // fail). The key is still valid, so the next slot resends with it: no second status.
+    server.fail_next_create(CreateFault::ErrorAfterCreate(500));
+    for _ in 0..3 {
+        server.fail_next_create(CreateFault::ErrorBeforeCreate(503));
+    }
+    server.set_reads_fail(true);
+    let p = project(&server, "");
+    p.post("shop/001.md", "Our gift cards are back, wrapped for free\n");
+    let running = start(
+        &p,
+        Options {
+            backoff: Duration::from_millis(400),
+            ..Options::default()
+        },
+    );
+    until("the post is published", || published_files(&p, "shop") == 1).await;
+    running.stop().await;
+    assert_eq!(
+        server.statuses_with_text("Our gift cards are back, wrapped for free"),
+        1
+    );
+    let keys: std::collections::BTreeSet<Option<String>> = server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/api/v1/statuses")
+        .map(|r| r.idempotency_key.clone())
+        .collect();
+    assert_eq!(keys.len(), 1, "every create carried the one key: {keys:?}");
+    let rows = attempts(&p);
+    assert!(rows.len() >= 2, "a later attempt did the resend: {rows:?}");
+    assert!(
+        rows.iter().any(|(_, d)| d.contains("same idempotency key")),
+        "{rows:?}"
+    );
+    assert!(rows.iter().all(|(s, _)| s != "unknown"), "{rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_307_from_the_instance_is_not_followed() {
+    let moved = FakeMastodon::start_on_thread();
+    let server = FakeMastodon::start_on_thread();
+    server.fail_next_create(CreateFault::Redirect(format!(
+        "{}/api/v1/statuses",
+        moved.url()
+    )));
+    let p = project(&server, "");
+    p.post("shop/001.md", "New laces in twelve colours\n");
+    let running = start(&p, Options::default());
+    until("the post failed", || {
+        p.root().join("queue/shop/failed/001.md").exists()
+    })
+    .await;
+    running.stop().await;
+    assert!(moved.requests().is_empty(), "the redirect was followed");
+    assert!(server.statuses().is_empty());
+    let note = std::fs::read_to_string(p.root().join("queue/shop/failed/001.md.error")).unwrap();
+    assert!(
+        note.contains(&moved.url()),
+        "the note names the new location: {note}"
+    );
+    assert!(note.contains("HTTP 307"), "{note}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mastodon_instance_that_never_answers_does_not_hold_the_daemon() {
+    // An instance that accepts connections and never answers: the look-up of its text limit
+    // runs in the background, so another channel publishes meanwhile and the daemon stops
+    // when asked.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming() {
+            held.push(stream); // keep every connection open, say nothing
+        }
+    });
+    unsafe { std::env::set_var("PUBLISHING_TEST_TOKEN", TOKEN) };
+    let p = Project::new(&format!(
+        r#"
+[defaults]
+timezone = "UTC"
+slots = ["* * * * * *"]
+min_gap = "0s"
+
+[channels.shop]
+platform = "mastodon"
+instance = "{url}"
+token = {{ env = "PUBLISHING_TEST_TOKEN" }}
+
+[channels.news]
+platform = "outbox"
+"#
+    ));
+    p.post("shop/001.md", "Held until the instance tells its limit\n");
+    p.post("news/001.md", "The newsletter goes out regardless\n");
+    let running = start(&p, Options::default());
+    until("the other channel published", || {
+        published_files(&p, "news") == 1
+    })
+    .await;
+    assert!(p.root().join("queue/shop/001.md").exists());
+    let stopped = tokio::time::timeout(Duration::from_secs(20), running.stop()).await;
+    assert!(stopped.is_ok(), "the daemon did not stop");
+}
