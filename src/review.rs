@@ -28,6 +28,11 @@ pub struct LogView {
     pub last_evaluated: HashMap<String, Timestamp>,
     /// Files whose latest attempt has an unsure outcome (`sending`, `unknown`).
     pub unsure: HashMap<String, String>,
+    /// Files whose latest attempt finished (`published`, `resolved`, `failed`): the state
+    /// and the version sent. That version still in the queue is a move not done yet (a
+    /// publish task between its outcome and its move, a crash, a `published` that is not
+    /// a folder): it is not queued any more, and never judged against its own past post.
+    pub finished: HashMap<String, (String, String)>,
 }
 
 impl LogView {
@@ -51,6 +56,7 @@ impl LogView {
             past: store.past_posts(since, &dry)?,
             first_seen: store.first_seen()?,
             unsure: store.unsure_files()?,
+            finished: store.finished_versions()?,
             ..LogView::default()
         };
         for ch in &config.channels {
@@ -138,6 +144,13 @@ pub fn review(config: &Config, scan: Scan, log: &LogView, now: Timestamp) -> Rev
             continue; // the scan reports unknown channel folders itself
         };
         let channel = &config.channels[ci];
+        if log
+            .finished
+            .get(&file.id)
+            .is_some_and(|(_, hash)| *hash == file.hash)
+        {
+            continue;
+        }
         let verdict = match log.unsure.get(&file.id) {
             Some(state) => Verdict::Held(unsure(&file, state)),
             None => judge(channel, &file, now),

@@ -479,12 +479,17 @@ impl Daemon {
                 tracing::warn!("{p}");
             }
         }
+        for note in &scan.orphan_notes {
+            if let Err(e) = files::clear_note_of_gone_file(note) {
+                tracing::debug!("cannot remove the note {}: {e}", note.display());
+            }
+        }
         let present: HashMap<String, QueuedFile> = scan
             .files
             .iter()
             .map(|f| (f.id.clone(), f.clone()))
             .collect();
-        self.finish_interrupted_moves(&present);
+        self.finish_interrupted_moves(&present, &log);
         let review = review::review(&self.config, scan, &log, now);
         self.log_versions(&review, &log, now);
         self.log_withdrawals(&present, now);
@@ -780,15 +785,17 @@ impl Daemon {
     }
 
     /// A crash between recording an outcome and moving the file leaves a published (or
-    /// failed) version in the queue: finish the move instead of sending it again.
-    fn finish_interrupted_moves(&self, present: &HashMap<String, QueuedFile>) {
-        let Ok(done) = self.shared.with_store(|s| s.finished_versions()) else {
-            return;
-        };
-        for (id, (state, hash)) in done {
-            let Some(f) = present.get(&id) else { continue };
-            if f.hash != hash {
-                continue; // a new version dropped in under the same name: a new post
+    /// failed) version in the queue: finish the move instead of sending it again. Not while
+    /// the channel's publish task runs: the task moves its own file right after recording
+    /// its outcome, and two movers of one file made one of them fail ("No such file").
+    /// A move that keeps failing (a `published` that is a file) is logged once.
+    fn finish_interrupted_moves(&mut self, present: &HashMap<String, QueuedFile>, log: &LogView) {
+        for (id, f) in present {
+            let Some((state, hash)) = log.finished.get(id) else {
+                continue;
+            };
+            if f.hash != *hash || self.in_flight.get(&f.channel).is_some_and(|n| *n > 0) {
+                continue; // a new version under the same name is a new post
             }
             let sub = if state == "failed" {
                 "failed"
@@ -799,7 +806,13 @@ impl Daemon {
                 Ok(to) => {
                     tracing::info!(file = %id, "finished an interrupted move to {}", to.display())
                 }
-                Err(e) => tracing::error!(file = %id, "could not move to {sub}/: {e}"),
+                // The scan reports a `published` that is not a folder, once, with the fix.
+                Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {}
+                Err(e) => {
+                    if self.reported.insert(format!("move {id} {sub}: {e}")) {
+                        tracing::error!(file = %id, "could not move to {sub}/: {e}");
+                    }
+                }
             }
         }
     }

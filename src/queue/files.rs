@@ -52,6 +52,12 @@ pub fn move_into(file: &Path, sub: &str) -> io::Result<PathBuf> {
     let target_dir = dir.join(sub);
     match fs::create_dir(&target_dir) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        Err(_) if !target_dir.metadata().is_ok_and(|m| m.is_dir()) => {
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                not_a_folder(&target_dir),
+            ));
+        }
         _ => {}
     }
     let mut number = 1;
@@ -91,6 +97,17 @@ pub fn move_into(file: &Path, sub: &str) -> io::Result<PathBuf> {
     sync_dir(dir);
     sync_dir(&target_dir);
     Ok(moved)
+}
+
+/// What to say about `<channel>/published` (or `failed`, `expired`) that exists but is not
+/// a folder: nothing can move there until it is renamed.
+pub fn not_a_folder(path: &Path) -> String {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    format!(
+        "{} is a file, not a folder, so cadenced cannot move posts into `{name}/`: move that \
+         file out of the channel folder; cadenced then creates the folder itself",
+        path.display()
+    )
 }
 
 /// `<file>.<ext>`: the note beside a post file (`sale.md` → `sale.md.held`).
@@ -133,6 +150,20 @@ pub fn write_note(file: &Path, ext: &str, text: &str) -> io::Result<()> {
 /// Removes `<file>.held` (cadenced's own note, see the module comment); `Ok(false)` when
 /// there was none.
 pub fn clear_held_note(file: &Path) -> io::Result<bool> {
+    clear_note(file, HELD)
+}
+
+/// Removes a `.held` note found without its post file (the scan's `orphan_notes`), unless
+/// the file came back since.
+pub fn clear_note_of_gone_file(note: &Path) -> io::Result<bool> {
+    let name = note.as_os_str().as_bytes();
+    let Some(file) = name.strip_suffix(b".held") else {
+        return Ok(false);
+    };
+    let file = Path::new(OsStr::from_bytes(file));
+    if file.symlink_metadata().is_ok() {
+        return Ok(false);
+    }
     clear_note(file, HELD)
 }
 

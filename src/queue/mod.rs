@@ -68,4 +68,7 @@ pub struct Scan {
     pub files: Vec<QueuedFile>,
     /// Problems that are not about one post file (unknown channel folder, unreadable folder).
     pub problems: Vec<Diagnostic>,
+    /// `.held` notes of channel folders whose post file is gone: the daemon removes them
+    /// (reading never changes a file).
+    pub orphan_notes: Vec<PathBuf>,
 }

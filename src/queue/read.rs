@@ -30,7 +30,9 @@ pub fn read_post(queue_root: &Path, channel: &str, path: &Path) -> Option<Queued
     let name_os = path.file_name()?;
     let name = name_os.to_string_lossy();
     let kind = classify_file(&name);
-    if kind == FileKind::Ignored {
+    // cadenced's own folders are never posts, even where a file took their name (the scan
+    // reports that file as a problem).
+    if kind == FileKind::Ignored || super::files::SUB_FOLDERS.contains(&&*name) {
         return None;
     }
     let shown = queue_root.join(channel).join(name_os);

@@ -2,11 +2,15 @@
 //! of the tree itself (missing queue, unknown channel folders, stray files). Used at start-up,
 //! on reload, after a watch overflow, and by `cadenced check`. Reads only.
 
+use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::Scan;
+use super::files::{self, SUB_FOLDERS};
 use super::ignore::{is_ignored_dir, is_ignored_file};
 use super::read::read_post;
 use crate::diag::{self, Diagnostic};
@@ -109,15 +113,43 @@ fn scan_channel(queue_root: &Path, channel: &str, scan: &mut Scan) {
             return;
         }
     };
+    let mut names = HashSet::new();
+    let mut notes = Vec::new();
     for entry in entries {
-        match entry {
-            Ok(entry) => scan
-                .files
-                .extend(read_post(queue_root, channel, &entry.path())),
-            Err(e) => scan.problems.push(
-                Diagnostic::error(&dir, format!("cannot list the channel folder: {e}"))
-                    .with_help(PERMISSION_HELP),
-            ),
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                scan.problems.push(
+                    Diagnostic::error(&dir, format!("cannot list the channel folder: {e}"))
+                        .with_help(PERMISSION_HELP),
+                );
+                continue;
+            }
+        };
+        let name = entry.file_name();
+        let path = entry.path();
+        if SUB_FOLDERS.iter().any(|s| name == *s) {
+            // cadenced's own folders: never posts, and a file in their place stops moves.
+            if !path.metadata().is_ok_and(|m| m.is_dir()) {
+                scan.problems
+                    .push(Diagnostic::error(&path, files::not_a_folder(&path)));
+            }
+            continue;
+        }
+        if name.as_bytes().ends_with(b".held") {
+            notes.push(path);
+        } else {
+            scan.files.extend(read_post(queue_root, channel, &path));
+        }
+        names.insert(name);
+    }
+    // A note whose post is gone (deleted, renamed away) says nothing any more.
+    for note in notes {
+        let post = note
+            .file_name()
+            .map(|n| &n.as_bytes()[..n.len() - ".held".len()]);
+        if post.is_some_and(|p| !names.contains(OsStr::from_bytes(p))) {
+            scan.orphan_notes.push(note);
         }
     }
 }

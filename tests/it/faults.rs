@@ -462,3 +462,222 @@ async fn a_second_daemon_on_the_same_log_is_refused_naming_the_first() {
     pass(1).await;
     assert_eq!(third.stop().await.unwrap(), 0);
 }
+
+/// The rows of the publish log with `status`, as `(file, detail)`.
+fn rows_with(p: &Project, status: &str) -> Vec<(String, String)> {
+    log(p)
+        .into_iter()
+        .filter(|(s, _, _)| s == status)
+        .map(|(_, f, d)| (f, d))
+        .collect()
+}
+
+/// Every `.held` note under the queue, relative to it.
+fn held_notes(p: &Project) -> Vec<String> {
+    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else if path.extension().is_some_and(|x| x == "held") {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let root = p.root().join("queue");
+    walk(&root, &root, &mut out);
+    out.sort();
+    out
+}
+
+/// A text far from every other `distinct_text(k)`: ten words drawn by a fixed generator.
+fn distinct_text(k: usize) -> String {
+    const WORDS: [&str; 32] = [
+        "trail", "suede", "canvas", "laces", "repair", "winter", "sale", "workshop", "kids",
+        "colours", "soles", "recycled", "bottle", "weekend", "rain", "boots", "sandals", "socks",
+        "insoles", "heels", "running", "walking", "leather", "vegan", "shine", "brush", "wax",
+        "stitch", "glue", "box", "gift", "size",
+    ];
+    let mut x = (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let words: Vec<&str> = (0..10)
+        .map(|_| {
+            x ^= x >> 29;
+            x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            WORDS[(x >> 59) as usize]
+        })
+        .collect();
+    format!("{} (number {k})\n", words.join(" "))
+}
+
+#[test]
+fn a_publish_racing_the_next_evaluation_moves_once_and_is_never_its_own_duplicate() {
+    // Many channels with a slot every second on the real (multi-threaded) binary: each
+    // publish task records its outcome and moves its file while the main loop evaluates
+    // the queue. That interleaving made `cadenced demo` log "could not move to
+    // published/", hold the post as a near-duplicate of itself and then call it withdrawn.
+    const CHANNELS: usize = 12;
+    const POSTS: usize = 4;
+    let mut config = String::from(
+        "[defaults]\ntimezone = \"UTC\"\nslots = [\"* * * * * *\"]\nmax_per_day = 100\nmin_gap = \"0s\"\n",
+    );
+    for c in 0..CHANNELS {
+        config.push_str(&format!("\n[channels.c{c:02}]\nplatform = \"outbox\"\n"));
+    }
+    let p = Project::new(&config);
+    for c in 0..CHANNELS {
+        for i in 0..POSTS {
+            let path = p.post(&format!("c{c:02}/{i}.md"), &distinct_text(c * POSTS + i));
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000))
+                .unwrap();
+        }
+    }
+    let stderr_path = p.root().join("stderr.log");
+    let mut child = Killed(
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("cadenced"))
+            .current_dir(p.root())
+            .env("NO_COLOR", "1")
+            .env_remove("NOTIFY_SOCKET")
+            .args(["run", "--config"])
+            .arg(p.config())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let done = |p: &Project| {
+        (0..CHANNELS).all(|c| (0..POSTS).all(|i| exists(p, &format!("c{c:02}/published/{i}.md"))))
+    };
+    wait_for("every post published and moved", || done(&p));
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    assert!(child.0.wait().unwrap().success());
+
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+    assert_eq!(rows_with(&p, "held"), vec![], "{stderr}");
+    assert_eq!(rows_with(&p, "withdrawn"), vec![], "{stderr}");
+    assert_eq!(rows_with(&p, "published").len(), CHANNELS * POSTS);
+    assert_eq!(held_notes(&p), Vec::<String>::new());
+}
+
+/// Captures the daemon's log lines in-process (tests on tokio's current-thread runtime run
+/// the daemon and its tasks on the test's own thread, where this subscriber is the default).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let sink = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.text().matches(needle).count()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_named_published_is_reported_once_and_the_post_is_never_its_own_duplicate() {
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let p = Project::new(OUTBOX);
+    p.post("news/a.md", "Our repair workshop is back on Saturday.\n");
+    p.post(
+        "news/published",
+        "someone's notes, in the way of a folder\n",
+    );
+    let clock = TestClock::at("2026-11-23T08:30:00Z"); // 09:30 in Madrid
+    let d = start(&p, &clock);
+    pass(60).await; // the 10:00 slot: sent, but the move fails
+    let first = logs.count("is a file, not a folder");
+    assert!(first >= 1, "{}", logs.text());
+    pass(24 * 60).await; // a day of wakes (slots, the 10-minute cap)
+    assert_eq!(
+        logs.count("is a file, not a folder"),
+        first,
+        "{}",
+        logs.text()
+    );
+    assert!(exists(&p, "news/a.md"), "the move could not happen");
+    assert_eq!(rows_with(&p, "published").len(), 1);
+    assert_eq!(
+        rows_with(&p, "held"),
+        vec![],
+        "never held as its own duplicate"
+    );
+    assert_eq!(rows_with(&p, "withdrawn"), vec![]);
+    assert_eq!(held_notes(&p), Vec::<String>::new());
+    assert_eq!(outbox_texts(&p, "news").len(), 1, "sent once");
+
+    // The fix the message gives: move the file out; the post then moves where it belongs.
+    std::fs::rename(
+        p.root().join("queue/news/published"),
+        p.root().join("notes.txt"),
+    )
+    .unwrap();
+    pass(24 * 60).await;
+    assert_eq!(d.stop().await.unwrap(), 1);
+    assert!(exists(&p, "news/published/a.md"));
+    assert_eq!(outbox_texts(&p, "news").len(), 1, "still sent once");
+    assert_eq!(rows_with(&p, "held"), vec![]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_held_file_takes_its_note_with_it_even_across_restarts() {
+    let p = Project::new(OUTBOX);
+    let bad = p.post(
+        "news/bad.md",
+        "+++\nprority = 1\n+++\nA typo in the front matter.\n",
+    );
+    let clock = TestClock::at("2026-11-23T08:30:00Z");
+    let d = start(&p, &clock);
+    pass(1).await;
+    assert_eq!(held_notes(&p), ["news/bad.md.held"]);
+    std::fs::remove_file(&bad).unwrap();
+    pass(20).await; // the next wake (an event, or the 10-minute cap at the latest)
+    assert_eq!(held_notes(&p), Vec::<String>::new());
+    assert_eq!(d.stop().await.unwrap(), 0);
+
+    // A note left by an older version (or while the daemon was stopped): gone at start-up.
+    std::fs::write(
+        p.root().join("queue/news/gone.md.held"),
+        "gone.md is held: …\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.root().join("queue/news/kept.md.held"),
+        "kept.md is held: …\n",
+    )
+    .unwrap();
+    p.post(
+        "news/kept.md",
+        "+++\nprority = 1\n+++\nStill there, still held.\n",
+    );
+    let d = start(&p, &clock);
+    pass(1).await;
+    assert_eq!(d.stop().await.unwrap(), 0);
+    assert_eq!(held_notes(&p), ["news/kept.md.held"]);
+}
