@@ -374,8 +374,9 @@ pub fn config_text(plan: &Plan) -> String {
             let _ = writeln!(
                 s,
                 "{key} = {{ env = \"{var}\" }}\n\
-                 # or {key} = {{ file = \"/etc/cadenced/{name}-{file}\" }}, or under systemd\n\
-                 # {key} = {{ credential = \"{name}-{file}\" }} with LoadCredential= in the unit",
+                 # or {key} = {{ file = \"/path/to/{name}-{file}\" }}, or as the installed\n\
+                 # service, with the token in /etc/cadenced/credentials/{name}-{file}:\n\
+                 # {key} = {{ credential = \"cadenced_{name}-{file}\" }}",
                 name = c.name,
                 file = key.replace('_', "-"),
             );

@@ -274,8 +274,8 @@ pub fn config_page() -> String {
             "the content of a file (relative to the config file unless absolute), read when the daemon starts or reloads; keep it readable by root and the daemon only;",
         ),
         (
-            "{ credential = \"name\" }",
-            "a systemd credential: LoadCredential=name:/path in the unit (systemctl edit cadenced), read from $CREDENTIALS_DIRECTORY.",
+            "{ credential = \"cadenced_name\" }",
+            "a systemd credential, read from $CREDENTIALS_DIRECTORY: the installed unit passes every file in /etc/cadenced/credentials/ (root-only) as cadenced_<file name>; other files with a LoadCredential= line added by systemctl edit cadenced.",
         ),
     ] {
         r.control("TP", []);

@@ -12,6 +12,7 @@ mod demo;
 mod fake_mastodon;
 mod faults;
 mod mastodon;
+mod package;
 mod pds;
 mod plan_props;
 mod plans;
