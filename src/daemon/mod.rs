@@ -112,7 +112,9 @@ struct Daemon {
     stop: CancellationToken,
     /// Look-ups of limits the servers set (a Mastodon instance's text limit), in the
     /// background so a slow server cannot hold the loop; each returns its channel.
-    lookups: JoinSet<(String, Option<Limits>)>,
+    lookups: JoinSet<Option<Limits>>,
+    /// The channel of each look-up task (a task that panicked still names its channel).
+    lookup_channels: HashMap<tokio::task::Id, String>,
     /// Channels whose limits are being looked up: their files are judged once it answers
     /// (or gives up), not against a default first.
     awaiting_limits: HashSet<String>,
@@ -175,6 +177,7 @@ pub async fn run_config(
         tasks: JoinSet::new(),
         stop: CancellationToken::new(),
         lookups: JoinSet::new(),
+        lookup_channels: HashMap::new(),
         awaiting_limits: HashSet::new(),
         permits,
         in_flight: HashMap::new(),
@@ -243,7 +246,7 @@ pub async fn run_config(
             Some(done) = daemon.tasks.join_next(), if !daemon.tasks.is_empty() => {
                 daemon.task_finished(done);
             }
-            Some(found) = daemon.lookups.join_next(), if !daemon.lookups.is_empty() => {
+            Some(found) = daemon.lookups.join_next_with_id(), if !daemon.lookups.is_empty() => {
                 daemon.limits_learned(found);
             }
             _ = signals.hup.recv() => {
@@ -345,6 +348,7 @@ impl Daemon {
     /// the background with a short time-out; a channel's files wait for its answer.
     fn learn_limits(&mut self) {
         self.lookups.abort_all();
+        self.lookup_channels.clear();
         self.awaiting_limits.clear();
         for ch in &self.config.channels {
             let Some(adapter) = self.adapters.get(&ch.name).cloned() else {
@@ -359,14 +363,26 @@ impl Daemon {
                 continue;
             }
             self.awaiting_limits.insert(ch.name.clone());
-            let (name, now) = (ch.name.clone(), self.now());
-            self.lookups
-                .spawn(async move { (name, adapter.learn_limits(now).await) });
+            let now = self.now();
+            let task = self
+                .lookups
+                .spawn(async move { adapter.learn_limits(now).await });
+            self.lookup_channels.insert(task.id(), ch.name.clone());
         }
     }
 
-    fn limits_learned(&mut self, found: Result<(String, Option<Limits>), tokio::task::JoinError>) {
-        let Ok((name, limits)) = found else { return };
+    fn limits_learned(
+        &mut self,
+        found: Result<(tokio::task::Id, Option<Limits>), tokio::task::JoinError>,
+    ) {
+        let (id, limits) = match found {
+            Ok((id, limits)) => (id, limits),
+            // Aborted by a reload (its channel was asked again) or failed: the default.
+            Err(e) => (e.id(), None),
+        };
+        let Some(name) = self.lookup_channels.remove(&id) else {
+            return;
+        };
         self.awaiting_limits.remove(&name);
         let Some(ch) = self.config.channels.iter_mut().find(|c| c.name == name) else {
             return;

@@ -21,7 +21,7 @@ use super::adapter::{Outgoing, PublishError, Receipt};
 use super::keys::{Key, Kind, Settings};
 use super::plan::{self, Bindings, Body, Mode, Plan, RenderedBody, Role, Step, Tpl};
 use super::webhook::document;
-use super::{ChannelCtx, Limits, PlatformSpec, PostView, Transport, Violation};
+use super::{ChannelCtx, PlatformSpec, Transport};
 
 /// `EX_TEMPFAIL` from `sysexits.h`: "try again later".
 pub const EX_TEMPFAIL: i32 = 75;
@@ -67,18 +67,6 @@ impl PlatformSpec for Exec {
 
     fn keys(&self) -> &'static [Key] {
         KEYS
-    }
-
-    fn fields(&self) -> Option<&'static [&'static str]> {
-        None
-    }
-
-    fn varies_by_default(&self) -> bool {
-        false
-    }
-
-    fn validate(&self, _limits: &Limits, _post: &PostView<'_>) -> Vec<Violation> {
-        Vec::new()
     }
 
     fn transport(&self) -> Transport {

@@ -98,13 +98,16 @@ pub trait PlatformSpec: Send + Sync + 'static {
     }
 
     /// Keys a post's `[platform]` table may hold, named as the platform's API names them;
-    /// `None` passes any table through (generic sinks).
-    fn fields(&self) -> Option<&'static [&'static str]>;
+    /// `None` (the default, for generic sinks) passes any table through.
+    fn fields(&self) -> Option<&'static [&'static str]> {
+        None
+    }
 
     /// Whether its channels take part in the "different text per platform" rule unless
-    /// they set `variation`. Social networks do; generic sinks do not.
+    /// they set `variation`: by default when the platform checks its fields (a social
+    /// network), not for generic sinks.
     fn varies_by_default(&self) -> bool {
-        true
+        self.fields().is_some()
     }
 
     /// The limits a channel's keys set (a Mastodon instance's `max_characters`).
@@ -113,8 +116,11 @@ pub trait PlatformSpec: Send + Sync + 'static {
         Limits::default()
     }
 
-    /// Checks a post against the platform's rules. Pure.
-    fn validate(&self, limits: &Limits, post: &PostView<'_>) -> Vec<Violation>;
+    /// Checks a post against the platform's rules. Pure. Generic sinks have none.
+    fn validate(&self, limits: &Limits, post: &PostView<'_>) -> Vec<Violation> {
+        let _ = (limits, post);
+        Vec::new()
+    }
 
     fn transport(&self) -> Transport {
         Transport::Http

@@ -23,7 +23,7 @@ use super::keys::{Key, Settings};
 use super::plan::Plan;
 use super::run;
 use super::webhook::document;
-use super::{ChannelCtx, Limits, Platform, PlatformSpec, PostView, Transport, Violation};
+use super::{ChannelCtx, Platform, PlatformSpec, Transport};
 
 pub struct Outbox;
 
@@ -42,18 +42,6 @@ impl PlatformSpec for Outbox {
 
     fn keys(&self) -> &'static [Key] {
         &[]
-    }
-
-    fn fields(&self) -> Option<&'static [&'static str]> {
-        None
-    }
-
-    fn varies_by_default(&self) -> bool {
-        false
-    }
-
-    fn validate(&self, _limits: &Limits, _post: &PostView<'_>) -> Vec<Violation> {
-        Vec::new()
     }
 
     fn transport(&self) -> Transport {

@@ -21,7 +21,7 @@ use super::plan::{
     Body, From, Keep, Plan, Role, Step, Tpl, redact_url_password, toml_table_to_json,
 };
 use super::run::Verdict;
-use super::{ChannelCtx, Limits, PlatformSpec, PostView, Violation};
+use super::{ChannelCtx, PlatformSpec};
 
 /// How long one webhook call may take, answer included, unless the channel says.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -58,19 +58,6 @@ impl PlatformSpec for Webhook {
 
     fn keys(&self) -> &'static [Key] {
         KEYS
-    }
-
-    fn fields(&self) -> Option<&'static [&'static str]> {
-        // The `[platform]` table goes to the receiver untouched.
-        None
-    }
-
-    fn varies_by_default(&self) -> bool {
-        false
-    }
-
-    fn validate(&self, _limits: &Limits, _post: &PostView<'_>) -> Vec<Violation> {
-        Vec::new()
     }
 
     fn plan(&self, ch: &ChannelCtx<'_>, post: &Outgoing) -> Plan {

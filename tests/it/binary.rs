@@ -4,11 +4,11 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fake_mastodon::{CreateFault, FakeMastodon, TOKEN};
-use crate::support::Project;
+use crate::support::{Project, kill9, published_count};
 
 fn cadenced(p: &Project, log: &Path) -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cadenced"));
@@ -28,26 +28,6 @@ fn cadenced(p: &Project, log: &Path) -> Command {
                 .unwrap(),
         );
     cmd
-}
-
-fn kill9(child: &mut Child) {
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
-}
-
-fn published(p: &Project) -> usize {
-    std::fs::read_dir(p.root().join("queue/shop/published"))
-        .map(|d| {
-            d.filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "md")
-            })
-            .count()
-        })
-        .unwrap_or(0)
 }
 
 const TEXTS: [&str; 8] = [
@@ -103,7 +83,7 @@ max_characters = 500
         let mut child = cadenced(&p, &stderr).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(millis)); // the kill's moment, not a wait for an event
         kill9(&mut child);
-        if published(&p) == TEXTS.len() {
+        if published_count(&p, "shop") == TEXTS.len() {
             break;
         }
     }
@@ -114,7 +94,7 @@ max_characters = 500
         TEXTS.iter().all(|t| s.statuses_with_text(t) >= 1)
     });
     let deadline = Instant::now() + Duration::from_secs(30);
-    while published(&p) < TEXTS.len() && Instant::now() < deadline {
+    while published_count(&p, "shop") < TEXTS.len() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -127,7 +107,11 @@ max_characters = 500
             "posted exactly once: {text}"
         );
     }
-    assert_eq!(published(&p), TEXTS.len(), "every file ends in published/");
+    assert_eq!(
+        published_count(&p, "shop"),
+        TEXTS.len(),
+        "every file ends in published/"
+    );
     let left: Vec<_> = std::fs::read_dir(p.root().join("queue/shop"))
         .unwrap()
         .map(|e| e.unwrap().file_name())

@@ -11,12 +11,12 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::Project;
+use crate::support::{Project, kill9, published_count};
 
 const APP_PASSWORD_VAR: &str = "PDS_APP_PASSWORD";
 
@@ -183,26 +183,6 @@ fn cadenced(p: &Project, log: &Path, password: &str) -> Command {
     cmd
 }
 
-fn kill9(child: &mut Child) {
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    child.wait().unwrap();
-}
-
-fn published(p: &Project) -> usize {
-    std::fs::read_dir(p.root().join("queue/shop/published"))
-        .map(|d| {
-            d.filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "md")
-            })
-            .count()
-        })
-        .unwrap_or(0)
-}
-
 /// The text a facet covers, by its UTF-8 byte offsets.
 fn faceted<'a>(text: &'a str, facet: &Value) -> &'a str {
     let start = facet["index"]["byteStart"].as_u64().unwrap() as usize;
@@ -257,7 +237,7 @@ min_gap = "0s"
         let mut child = cadenced(&p, &stderr, &password).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(millis)); // the kill's moment, not a wait
         kill9(&mut child);
-        if published(&p) == 4 {
+        if published_count(&p, "shop") == 4 {
             break;
         }
     }
@@ -266,7 +246,7 @@ min_gap = "0s"
     let mut child = cadenced(&p, &stderr, &password).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     // Until this run is up (its signal handlers installed) and every file is out.
-    while (published(&p) < 4
+    while (published_count(&p, "shop") < 4
         || started(&std::fs::read_to_string(&stderr).unwrap_or_default()) == before)
         && Instant::now() < deadline
     {
@@ -275,7 +255,11 @@ min_gap = "0s"
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success(), "SIGTERM exits 0");
     let logs = std::fs::read_to_string(&stderr).unwrap();
-    assert_eq!(published(&p), 4, "every file ends in published/\n{logs}");
+    assert_eq!(
+        published_count(&p, "shop"),
+        4,
+        "every file ends in published/\n{logs}"
+    );
 
     let records = records(&pds, &handle);
     let texts: Vec<&str> = records

@@ -89,3 +89,25 @@ impl cadenced::clock::Clock for TestClock {
         self.base + elapsed + *self.skipped.lock().unwrap()
     }
 }
+
+/// SIGKILL, then reap: the crash a test means.
+pub fn kill9(child: &mut std::process::Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+}
+
+/// How many post files of `channel` are in its `published/` folder.
+pub fn published_count(p: &Project, channel: &str) -> usize {
+    std::fs::read_dir(p.root().join("queue").join(channel).join("published"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "md")
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
