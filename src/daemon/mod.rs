@@ -19,6 +19,7 @@ pub mod systemd;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +41,11 @@ use crate::store::{self, NewAttempt, NewEvent, Store};
 use crate::tokens::TokenStore;
 
 pub use publish::Claim;
+
+/// The first wait before evaluating again after the log failed; it doubles up to
+/// [`LAST_RETRY`] while the failures go on (a full disk, a database locked for long).
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+const LAST_RETRY: Duration = Duration::from_secs(60);
 use publish::Ended;
 use tokio_util::sync::CancellationToken;
 
@@ -106,6 +112,16 @@ struct Daemon {
     ready: HashSet<PathBuf>,
     /// Problems already reported, so a bad folder is logged once, not at every wake.
     reported: HashSet<String>,
+    /// A read or write of the log failed during this wake: evaluate again after
+    /// `retry_delay` (doubling while it keeps failing), so what was not recorded is recorded
+    /// and a slot that fell due is not lost until some unrelated wake. Atomic only so that
+    /// `&self` methods can set it.
+    log_failed: AtomicBool,
+    retry_delay: Duration,
+    /// Per channel, the `last_evaluated` to decide with instead of the log's: a slot's
+    /// decision recorded but not carried out (its attempt could not be recorded, or the
+    /// file changed just before sending) must be decided again at the next wake.
+    rewound: HashMap<String, Option<Timestamp>>,
     /// Publish tasks; each returns its channel and how the publish ended.
     tasks: JoinSet<(String, Ended)>,
     /// Cancelled at SIGTERM: publish tasks waiting to resend stop at once.
@@ -174,6 +190,9 @@ pub async fn run_config(
         notifier,
         ready: HashSet::new(),
         reported: HashSet::new(),
+        log_failed: AtomicBool::new(false),
+        retry_delay: FIRST_RETRY,
+        rewound: HashMap::new(),
         tasks: JoinSet::new(),
         stop: CancellationToken::new(),
         lookups: JoinSet::new(),
@@ -232,6 +251,9 @@ pub async fn run_config(
         }
         if let Some(interval) = daemon.notifier.watchdog_interval() {
             sleep = sleep.min(interval);
+        }
+        if let Some(retry) = daemon.retry_after_failure() {
+            sleep = sleep.min(retry);
         }
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
@@ -451,9 +473,40 @@ impl Daemon {
         }
     }
 
-    fn log(&self, ev: NewEvent<'_>) {
-        if let Err(e) = self.shared.with_store(|s| s.log_event(&ev)) {
-            tracing::error!("could not write the publish log: {e}");
+    /// Writes a row of the publish log; on failure says which row was not recorded and asks
+    /// for a retry wake (each caller's row is written again at a later evaluation: versions,
+    /// deferrals and withdrawals are derived from what the log lacks). Returns whether the
+    /// row is in the log.
+    fn log(&self, ev: NewEvent<'_>) -> bool {
+        match self.shared.with_store(|s| s.log_event(&ev)) {
+            Ok(_) => true,
+            Err(e) => {
+                self.not_recorded(&format!("`{}` for {}", ev.status, ev.file), "", &e);
+                false
+            }
+        }
+    }
+
+    /// A failed write (or read) of the log: say what was not recorded, and evaluate again
+    /// soon rather than at some unrelated wake.
+    fn not_recorded(&self, what: &str, so: &str, e: &store::StoreError) {
+        tracing::error!(
+            "{what} was not recorded in the publish log{so}: {e}; trying again in {} s",
+            self.retry_delay.as_secs()
+        );
+        self.log_failed.store(true, Ordering::Relaxed);
+    }
+
+    /// After a wake whose evaluation could not read or write the log: how soon to evaluate
+    /// again. The delay doubles while failures go on and starts over after a clean wake.
+    fn retry_after_failure(&mut self) -> Option<Duration> {
+        if self.log_failed.swap(false, Ordering::Relaxed) {
+            let delay = self.retry_delay;
+            self.retry_delay = (self.retry_delay * 2).min(LAST_RETRY);
+            Some(delay)
+        } else {
+            self.retry_delay = FIRST_RETRY;
+            None
         }
     }
 
@@ -472,7 +525,11 @@ impl Daemon {
         {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!("could not read the publish log: {e}; skipping this evaluation");
+                tracing::error!(
+                    "could not read the publish log: {e}; evaluating again in {} s",
+                    self.retry_delay.as_secs()
+                );
+                self.log_failed.store(true, Ordering::Relaxed);
                 return;
             }
         };
@@ -535,12 +592,21 @@ impl Daemon {
                 self.expire(&ch, &f.id, &f.path, &f.hash, now);
             }
             let history = log.history.get(&ch.name).cloned().unwrap_or_default();
-            let last = log.last_evaluated.get(&ch.name).copied();
+            let last = match self.rewound.get(&ch.name) {
+                Some(rewound) => *rewound,
+                None => log.last_evaluated.get(&ch.name).copied(),
+            };
             let step = policy::decide(&ch.rules, &history, &pending, last, now);
+            // Recorded before acting, so a restart never sees a slot twice; when this fails
+            // nothing is done and the retry wake decides again.
             if let Err(e) = self.shared.with_store(|s| {
                 s.set_last_evaluated(&ch.name, now, ch.rules.timezone.iana_name().unwrap_or(""))
             }) {
-                tracing::error!(channel = %ch.name, "could not record the evaluation: {e}");
+                self.not_recorded(
+                    &format!("the evaluation of channel `{}`", ch.name),
+                    ", so nothing was done for it",
+                    &e,
+                );
                 continue;
             }
             for id in &step.expire {
@@ -573,15 +639,25 @@ impl Daemon {
                 }
             }
             // At most one publish in flight per channel: the next one waits for this outcome.
-            if let Some(id) = step.publish.first() {
-                let claim_until = claim_end(&ch, now);
-                self.start_publish(&ch, id, &present, claim_until, now);
+            let used = match step.publish.first() {
+                Some(id) => {
+                    let claim_until = claim_end(&ch, now);
+                    self.start_publish(&ch, id, &present, claim_until, now)
+                }
+                None => true,
+            };
+            if used {
+                self.rewound.remove(&ch.name);
+            } else {
+                self.rewound.insert(ch.name.clone(), last);
             }
         }
     }
 
     /// The SPEC: a retry keeps the slot it claimed until the channel's next slot or
-    /// `catch_up`, whichever is sooner.
+    /// `catch_up`, whichever is sooner. Returns `false` when the opportunity was not used
+    /// and must be decided again at the next wake: the file changed just before sending,
+    /// or its attempt could not be recorded first.
     fn start_publish(
         &mut self,
         ch: &Channel,
@@ -589,22 +665,24 @@ impl Daemon {
         present: &HashMap<String, QueuedFile>,
         claim_until: Timestamp,
         now: Timestamp,
-    ) {
+    ) -> bool {
         let Some(adapter) = self.adapters.get(&ch.name).cloned() else {
-            return;
+            return true;
         };
         let Some(reviewed) = present.get(id) else {
-            return;
+            return true;
         };
         // Re-read right before sending: send exactly the version that was just checked.
         let Some(fresh) = queue::read_post(&self.config.queue, &ch.name, &reviewed.path) else {
-            return;
+            return true;
         };
         if fresh.hash != reviewed.hash {
             tracing::info!(channel = %ch.name, file = %id, "changed just before sending; checking the new version first");
-            return;
+            return false;
         }
-        let Ok(accepted) = &fresh.content else { return };
+        let Ok(accepted) = &fresh.content else {
+            return true;
+        };
         let normalized = comparable(&accepted.post.body);
         // After an unsure outcome the platform may still recognise the key: reuse it (and
         // its age) so a duplicate is dropped; otherwise a new key per attempt.
@@ -637,8 +715,12 @@ impl Daemon {
         let attempt_id = match self.shared.with_store(|s| s.begin_attempt(&attempt)) {
             Ok(a) => a,
             Err(e) => {
-                tracing::error!(channel = %ch.name, file = %id, "not sending: could not record the attempt first: {e}");
-                return;
+                self.not_recorded(
+                    &format!("the attempt to send {id}"),
+                    ", so it was not sent",
+                    &e,
+                );
+                return false;
             }
         };
         let outgoing = publish::outgoing(&self.config.queue, ch, id, Some(accepted), &key, now);
@@ -667,6 +749,7 @@ impl Daemon {
             let ended = publish::publish(&shared, &adapter, &outgoing, claim, &stop).await;
             (channel, ended)
         });
+        true
     }
 
     fn task_finished(&mut self, done: Result<(String, Ended), tokio::task::JoinError>) {
@@ -751,11 +834,8 @@ impl Daemon {
                 Some(h) => format!("{} — {h}", d.message),
                 None => d.message.clone(),
             });
-            match diag {
-                Some(d) => tracing::warn!(channel = %f.channel, file = %f.id, "{d}"),
-                None => tracing::info!(channel = %f.channel, file = %f.id, "accepted"),
-            }
-            self.log(NewEvent {
+            // Said once the row is in the log, so stderr never claims what the log lacks.
+            let logged = self.log(NewEvent {
                 time: now,
                 channel: &f.channel,
                 platform: self.platform_of(&f.channel),
@@ -765,6 +845,11 @@ impl Daemon {
                 detail: detail.as_deref().unwrap_or(""),
                 attempt: None,
             });
+            match diag {
+                Some(d) if logged => tracing::warn!(channel = %f.channel, file = %f.id, "{d}"),
+                None if logged => tracing::info!(channel = %f.channel, file = %f.id, "accepted"),
+                _ => {}
+            }
         }
     }
 

@@ -681,3 +681,100 @@ async fn a_deleted_held_file_takes_its_note_with_it_even_across_restarts() {
     assert_eq!(d.stop().await.unwrap(), 0);
     assert_eq!(held_notes(&p), ["news/kept.md.held"]);
 }
+
+/// Makes every write of `sql_event` on `table` fail, from another connection, the way a
+/// full disk or a read-only file fails the daemon's own writes: a real SQLite error in the
+/// real database. `heal` takes it away again.
+fn break_writes(p: &Project, table: &str) {
+    let conn = rusqlite::Connection::open(p.root().join("state/cadenced.sqlite")).unwrap();
+    conn.execute_batch(&format!(
+        "CREATE TRIGGER injected_{table} BEFORE INSERT ON {table}
+         BEGIN SELECT RAISE(ABORT, 'disk I/O error (injected)'); END;"
+    ))
+    .unwrap();
+}
+
+fn heal_writes(p: &Project, table: &str) {
+    let conn = rusqlite::Connection::open(p.root().join("state/cadenced.sqlite")).unwrap();
+    conn.execute_batch(&format!("DROP TRIGGER injected_{table};"))
+        .unwrap();
+}
+
+/// `(status, file, time)` rows of the publish log.
+fn rows_at(p: &Project) -> Vec<(String, String, String)> {
+    let conn = rusqlite::Connection::open(p.root().join("state/cadenced.sqlite")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT status, file, time FROM publish_log")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn fresh_log(p: &Project) {
+    std::fs::create_dir_all(p.root().join("state")).unwrap();
+    drop(cadenced::store::Store::open(&p.root().join("state/cadenced.sqlite")).unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_attempt_write_is_retried_soon_and_the_slot_that_fell_due_is_not_lost() {
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let p = Project::new(OUTBOX);
+    p.post("news/a.md", "Our repair workshop is back on Saturday.\n");
+    let clock = TestClock::at("2026-11-23T08:30:00Z"); // 09:30 in Madrid
+    fresh_log(&p);
+    let d = start(&p, &clock);
+    pass(20).await;
+    break_writes(&p, "attempts");
+    pass(11).await; // 10:01: the 10:00 slot fell due and could not record its attempt
+    assert!(
+        logs.text().contains(
+            "the attempt to send news/a.md was not recorded in the publish log, so it was not sent"
+        ),
+        "{}",
+        logs.text()
+    );
+    assert!(outbox_texts(&p, "news").is_empty());
+    heal_writes(&p, "attempts"); // the disk has room again
+    pass(3).await;
+    // Sent at a retry wake a minute or two after the slot, not at the 17:30 slot.
+    let published: Vec<String> = rows_at(&p)
+        .into_iter()
+        .filter(|(s, f, _)| s == "published" && f == "news/a.md")
+        .map(|(_, _, t)| t)
+        .collect();
+    assert_eq!(published.len(), 1, "{:#?}", rows_at(&p));
+    assert!(published[0].as_str() < "2026-11-23T09:05", "{published:?}");
+    assert_eq!(d.stop().await.unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn accepted_is_said_only_once_its_row_is_written_and_a_failed_row_is_retried() {
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let p = Project::new(OUTBOX);
+    p.post("news/a.md", "Our repair workshop is back on Saturday.\n");
+    let clock = TestClock::at("2026-11-23T06:30:00Z"); // 07:30 in Madrid: no slot for hours
+    fresh_log(&p);
+    break_writes(&p, "events");
+    let d = start(&p, &clock);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        logs.text()
+            .contains("`accepted` for news/a.md was not recorded in the publish log"),
+        "{}",
+        logs.text()
+    );
+    assert_eq!(logs.count(" accepted "), 0, "{}", logs.text());
+    heal_writes(&p, "events");
+    // The retry wake (5 s, then 10 s...) records it: no slot or file event needed.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        rows_with(&p, "accepted"),
+        [("news/a.md".to_string(), String::new())]
+    );
+    assert_eq!(logs.count(" accepted "), 1, "{}", logs.text());
+    assert_eq!(d.stop().await.unwrap(), 0);
+}
