@@ -323,6 +323,9 @@ struct Net<'a> {
     /// Values the plan's steps keep in the token store: missing, they mean the channel is
     /// not connected.
     session_names: std::collections::BTreeSet<String>,
+    /// A session step succeeded during this call: a session refused now is not stale, and
+    /// renewing it again would only loop.
+    renewed: bool,
 }
 
 impl<'a> Net<'a> {
@@ -356,6 +359,7 @@ impl<'a> Net<'a> {
             create_status: None,
             last_status: None,
             session_names: Default::default(),
+            renewed: false,
         }
     }
 
@@ -468,6 +472,9 @@ impl<'a> Net<'a> {
             Verdict::Ok => {
                 let answer = sent.as_ref().expect("an Ok verdict comes with an answer");
                 self.keep(step, answer, memo).map_err(Stop::Error)?;
+                if step.role == Role::Session {
+                    self.renewed = true;
+                }
                 Ok(None)
             }
             Verdict::Fail(_) if step.role == Role::Lookup => Ok(None),
@@ -486,6 +493,31 @@ impl<'a> Net<'a> {
                 why,
             })),
             Verdict::AlreadyPosted(why) => Err(Stop::AlreadyPosted(why)),
+            Verdict::SessionExpired { .. } if self.renewed => {
+                // Refused right after it was opened or renewed: not an expired session but
+                // credentials the platform no longer honours (an app whose access was
+                // revoked). Renewing again would loop; the channel needs the user.
+                let channel = &self.a.channel;
+                let status = self
+                    .last_status
+                    .map(|s| format!(" (HTTP {s})"))
+                    .unwrap_or_default();
+                let reason = format!(
+                    "{title} refused the session it had just given channel `{channel}` for {}{status}",
+                    step.label
+                );
+                if let Some(tokens) = &self.a.tokens {
+                    let why = reason.clone();
+                    let _ = tokens.update(channel, self.now, |t| t.needs_auth = Some(why));
+                }
+                Err(Stop::Error(PublishError::Credentials {
+                    reason,
+                    fix: format!(
+                        "check that the account still allows the app, then run `cadenced auth {channel}` to connect it again"
+                    ),
+                    http_status: self.last_status,
+                }))
+            }
             Verdict::SessionExpired { forget, why } => {
                 if let Some(tokens) = &self.a.tokens {
                     let _ = tokens.update(&self.a.channel, self.now, |t| {

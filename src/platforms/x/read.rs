@@ -23,11 +23,14 @@ const MAX_PAGES: usize = 3;
 pub fn error_text(body: &Value) -> Option<String> {
     let detail = body.get("detail").and_then(Value::as_str);
     let title = body.get("title").and_then(Value::as_str);
-    if let Some(detail) = detail {
-        return Some(detail.to_string());
-    }
-    if let Some(message) = body.pointer("/errors/0/message").and_then(Value::as_str) {
-        return Some(message.to_string());
+    let message = body.pointer("/errors/0/message").and_then(Value::as_str);
+    // An invalid-request problem's `detail` is generic ("One or more parameters to your
+    // request was invalid."); what was wrong is in `errors`.
+    match (detail, message) {
+        (Some(detail), Some(message)) => return Some(format!("{detail} {message}")),
+        (Some(detail), None) => return Some(detail.to_string()),
+        (None, Some(message)) => return Some(message.to_string()),
+        (None, None) => {}
     }
     if let Some(description) = body.get("error_description").and_then(Value::as_str) {
         return Some(description.to_string());
@@ -240,7 +243,7 @@ mod tests {
     }
 
     #[test]
-    fn x_errors_read_in_both_shapes() {
+    fn x_errors_read_in_both_shapes_and_an_invalid_request_names_what_was_wrong() {
         let problem = serde_json::json!({"title": "Forbidden", "detail": "You are not allowed to create a Tweet with duplicate content.", "type": "about:blank", "status": 403});
         assert_eq!(
             error_text(&problem).as_deref(),
@@ -248,6 +251,16 @@ mod tests {
         );
         let errors = serde_json::json!({"errors": [{"message": "Invalid media id"}]});
         assert_eq!(error_text(&errors).as_deref(), Some("Invalid media id"));
+        let invalid = serde_json::json!({
+            "errors": [{ "parameters": { "media.media_ids": ["123"] }, "message": "Your media IDs are invalid." }],
+            "title": "Invalid Request",
+            "detail": "One or more parameters to your request was invalid.",
+            "type": "https://api.twitter.com/2/problems/invalid-request",
+        });
+        assert_eq!(
+            error_text(&invalid).as_deref(),
+            Some("One or more parameters to your request was invalid. Your media IDs are invalid.")
+        );
         let oauth = serde_json::json!({"error": "invalid_request", "error_description": "Value passed for the token was invalid."});
         assert_eq!(
             error_text(&oauth).as_deref(),
