@@ -136,7 +136,7 @@ pub fn attempt_state(p: &Project) -> Vec<(i64, String, String)> {
 }
 
 /// How often [`wait_for_log`] looks, in virtual time.
-pub const LOOK_AGAIN: Duration = Duration::from_millis(250);
+pub const LOOK_AGAIN: Duration = Duration::from_secs(1);
 
 /// Waits until the publish log satisfies `done`, looking again each time the paused clock
 /// moves [`LOOK_AGAIN`] (the daemon writes the log on this thread, so it only changes while

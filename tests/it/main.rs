@@ -4,11 +4,13 @@
 mod adapters;
 mod auth;
 mod binary;
+mod bluesky;
 mod cli;
 mod commands;
 mod contracts;
 mod daemon;
 mod demo;
+mod fake_bluesky;
 mod fake_mastodon;
 mod fake_server;
 mod fake_x;

@@ -19,7 +19,7 @@ const CHANNEL: &str = "shop-x";
 /// its claim on the slot (resends included) until the next one.
 const START: &str = "2026-11-27T09:59:30Z";
 /// Long enough for every scenario here (a backoff, a rate-limit reset), in virtual time.
-const LIMIT: Duration = Duration::from_secs(15 * 60);
+const LIMIT: Duration = Duration::from_secs(40 * 60);
 
 /// How the channel logs in.
 enum Login {

@@ -48,6 +48,19 @@ pub fn facets(text: &str) -> Vec<Facet> {
             }
         })
         .collect();
+    // Bluesky's app links any `http(s)://` run, whatever its domain; the counters' rules
+    // above want a known top-level domain (`https://shop.test/x` is a link on Bluesky).
+    for range in scheme_links(text) {
+        if !out
+            .iter()
+            .any(|f| f.range.start < range.end && range.start < f.range.end)
+        {
+            out.push(Facet {
+                kind: FacetKind::Link(text[range.clone()].to_string()),
+                range,
+            });
+        }
+    }
     let inside_link = |at: usize, out: &[Facet]| out.iter().any(|f| f.range.contains(&at));
     for mention in mentions(text) {
         if !inside_link(mention.range.start, &out) {
@@ -60,6 +73,43 @@ pub fn facets(text: &str) -> Vec<Facet> {
         }
     }
     out.sort_by_key(|f| f.range.start);
+    out
+}
+
+/// `http://` and `https://` links as Bluesky's app finds them (`detectFacets`): after the
+/// start, a space or `(`, up to the next space, without one trailing `.,;:!?` and then a
+/// `)` the link does not open.
+fn scheme_links(text: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    for (at, _) in text.match_indices("http") {
+        let rest = &text[at..];
+        let lower = rest.get(..8).unwrap_or(rest).to_ascii_lowercase();
+        let scheme = if lower.starts_with("https://") {
+            8
+        } else if lower.starts_with("http://") {
+            7
+        } else {
+            continue;
+        };
+        let preceded = text[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_whitespace() || c == '(');
+        let len = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        if !preceded || len <= scheme {
+            continue;
+        }
+        let mut link = &rest[..len];
+        if link.ends_with(['.', ',', ';', ':', '!', '?']) {
+            link = &link[..link.len() - 1];
+        }
+        if link.ends_with(')') && !link.contains('(') {
+            link = &link[..link.len() - 1];
+        }
+        if link.len() > scheme {
+            out.push(at..at + link.len());
+        }
+    }
     out
 }
 
@@ -206,6 +256,27 @@ mod tests {
         let first = &facets(text)[0];
         // 10 CJK characters of 3 bytes and a space before the tag.
         assert_eq!(first.range, 31..44);
+    }
+
+    #[test]
+    fn a_link_with_a_scheme_is_a_link_facet_whatever_its_top_level_domain() {
+        // Bluesky's app links these; X's rules (a known top-level domain) do not.
+        assert_eq!(
+            shown("Winter sale: https://shop.example/winter. (see https://shop.test/a)"),
+            [
+                (
+                    "https://shop.example/winter",
+                    FacetKind::Link("https://shop.example/winter".into())
+                ),
+                (
+                    "https://shop.test/a",
+                    FacetKind::Link("https://shop.test/a".into())
+                ),
+            ]
+        );
+        // No scheme and no known domain: plain text, as in Bluesky's app.
+        assert!(shown("shop.example/winter").is_empty());
+        assert!(shown("https://").is_empty());
     }
 
     #[test]
