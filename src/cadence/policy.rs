@@ -86,17 +86,34 @@ pub enum Wait {
 }
 
 impl Wait {
-    /// Plain words for logs, `plan` and `status`.
-    pub fn describe(&self) -> String {
+    /// Plain words for logs, `plan` and `status`, with times in the channel's zone `tz`,
+    /// the zone named (e.g. "the minimum gap after the last post lasts until
+    /// Sat 2026-11-28 01:56 CET").
+    pub fn describe_in(&self, tz: &jiff::tz::TimeZone) -> String {
+        use crate::cadence::day::show;
         match self {
             Wait::Paused => "the channel is paused (`paused = true`)".to_string(),
-            Wait::DailyCap { date, max } => format!("daily cap of {max} reached on {date}"),
-            Wait::Gap { until } => format!("minimum gap since the last post lasts until {until}"),
-            Wait::YieldsTo { appointment, at } => {
-                format!("yields to the appointment {appointment} at {at}")
-            }
+            Wait::DailyCap { date, max } => format!(
+                "the daily cap of {max} post{} is used up for {}",
+                if *max == 1 { "" } else { "s" },
+                date.strftime("%a %Y-%m-%d")
+            ),
+            Wait::Gap { until } => format!(
+                "the minimum gap after the last post lasts until {}",
+                show(*until, tz)
+            ),
+            Wait::YieldsTo { appointment, at } => format!(
+                "it waits for the appointment {appointment} at {}",
+                show(*at, tz)
+            ),
             Wait::Queued => "another post is ahead in the queue".to_string(),
         }
+    }
+
+    /// [`Wait::describe_in`] with times in UTC (named); where the channel is known, use
+    /// `describe_in` with its zone.
+    pub fn describe(&self) -> String {
+        self.describe_in(&jiff::tz::TimeZone::UTC)
     }
 }
 
@@ -391,6 +408,26 @@ mod tests {
             Wait::Gap {
                 until: t("2026-11-23T13:30:00Z")
             }
+        );
+    }
+
+    #[test]
+    fn a_min_gap_deferral_names_its_end_in_the_channels_zone_not_utc_milliseconds() {
+        let madrid = jiff::tz::TimeZone::get("Europe/Madrid").unwrap();
+        let gap = Wait::Gap {
+            until: t("2026-11-28T00:56:00.049Z"),
+        };
+        assert_eq!(
+            gap.describe_in(&madrid),
+            "the minimum gap after the last post lasts until Sat 2026-11-28 01:56 CET"
+        );
+        let appointment = Wait::YieldsTo {
+            appointment: "shop-x/sale.md".into(),
+            at: t("2026-07-01T15:30:00Z"),
+        };
+        assert_eq!(
+            appointment.describe_in(&madrid),
+            "it waits for the appointment shop-x/sale.md at Wed 2026-07-01 17:30 CEST"
         );
     }
 

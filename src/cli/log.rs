@@ -75,11 +75,11 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
         Err(code) => return code,
     };
     let config = &loaded.config;
-    let tz = TimeZone::system();
+    let tz = Zones::of_config(config);
     let since = match args
         .since
         .as_deref()
-        .map(|s| parse_since(s, clock.now(), &tz))
+        .map(|s| parse_since(s, clock.now(), &tz.common))
     {
         None => None,
         Some(Ok(t)) => Some(t),
@@ -214,7 +214,7 @@ fn print(
     rows: &[LogRow],
     args: &Args,
     widths: &Widths,
-    tz: &TimeZone,
+    tz: &Zones,
 ) -> std::io::Result<()> {
     for row in rows {
         if args.json {
@@ -263,6 +263,30 @@ fn parse_since(s: &str, now: Timestamp, tz: &TimeZone) -> Result<Timestamp, Stri
     Err("expected a span back from now (`7d`, `12h`, `1h30m`), an RFC 3339 time (`2026-11-20T09:00:00Z`) or a date (`2026-11-20`)".to_string())
 }
 
+/// Each row's time is shown in its channel's zone, named; rows of channels no longer in
+/// the config (and `--since` dates) in the channels' common zone ([`super::common_zone`]).
+struct Zones {
+    by_channel: std::collections::HashMap<String, TimeZone>,
+    common: TimeZone,
+}
+
+impl Zones {
+    fn of_config(config: &crate::config::Config) -> Zones {
+        Zones {
+            by_channel: config
+                .channels
+                .iter()
+                .map(|c| (c.name.clone(), c.rules.timezone.clone()))
+                .collect(),
+            common: super::common_zone(config),
+        }
+    }
+
+    fn of(&self, channel: &str) -> &TimeZone {
+        self.by_channel.get(channel).unwrap_or(&self.common)
+    }
+}
+
 fn local_time(t: Timestamp, tz: &TimeZone) -> String {
     t.to_zoned(tz.clone())
         .strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -289,7 +313,7 @@ struct Widths {
 impl Widths {
     const HEADER: [&'static str; 5] = ["TIME", "CHANNEL", "STATUS", "FILE", "URL / DETAIL"];
 
-    fn of<'a>(rows: &[LogRow], channels: impl Iterator<Item = &'a str>, tz: &TimeZone) -> Widths {
+    fn of<'a>(rows: &[LogRow], channels: impl Iterator<Item = &'a str>, tz: &Zones) -> Widths {
         let mut w = Widths {
             time: Self::HEADER[0].len(),
             channel: channels
@@ -306,9 +330,9 @@ impl Widths {
 
     /// A followed log's new rows may be wider; its header is already out, so the table
     /// only stays straight from here on.
-    fn grow(&mut self, rows: &[LogRow], tz: &TimeZone) {
+    fn grow(&mut self, rows: &[LogRow], tz: &Zones) {
         for r in rows {
-            self.time = self.time.max(width(&local_time(r.time, tz)));
+            self.time = self.time.max(width(&local_time(r.time, tz.of(&r.channel))));
             self.channel = self.channel.max(width(&clean(&r.channel)));
             self.file = self.file.max(width(&clean(&r.file)));
         }
@@ -325,10 +349,10 @@ impl Widths {
         )
     }
 
-    fn line(&self, r: &LogRow, tz: &TimeZone) -> String {
+    fn line(&self, r: &LogRow, tz: &Zones) -> String {
         format!(
             "{}  {}  {}  {}  {}",
-            pad(&local_time(r.time, tz), self.time),
+            pad(&local_time(r.time, tz.of(&r.channel)), self.time),
             pad(&clean(&r.channel), self.channel),
             pad(&clean(&r.status), self.status),
             pad(&clean(&r.file), self.file),

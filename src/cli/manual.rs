@@ -139,7 +139,10 @@ fn root_sections(roff: &mut Roff) {
             "The daemon's log level (wins over log_level in the config).",
         ),
         ("NO_COLOR", "When set and not empty, no colours."),
-        ("TZ", "The zone `log` shows times in."),
+        (
+            "TZ",
+            "The zone of headers and --since/--from dates when the channels do not share one zone (times of a channel are shown in its own zone).",
+        ),
     ] {
         roff.control("TP", []);
         roff.text([bold(var)]);

@@ -86,7 +86,7 @@ pub enum Command {
     Plan(plan::Args),
     /// Show the publish log: every decision and attempt, newest last.
     #[command(
-        after_help = "Examples:\n  cadenced log --since 7d\n  cadenced log --channel shop-x --status failed,unknown --limit 20\n  cadenced log --follow\n  cadenced log --json | jq -r 'select(.status == \"published\") | .remote_url'\n\nStatuses: accepted, held, deferred, sending, published, failed, unknown, retried, resolved, expired, withdrawn.\nTimes are shown in local time ($TZ); --json gives RFC 3339 UTC."
+        after_help = "Examples:\n  cadenced log --since 7d\n  cadenced log --channel shop-x --status failed,unknown --limit 20\n  cadenced log --follow\n  cadenced log --json | jq -r 'select(.status == \"published\") | .remote_url'\n\nStatuses: accepted, held, deferred, sending, published, failed, unknown, retried, resolved, expired, withdrawn.\nTimes are shown in each channel's zone, named; --json gives RFC 3339 UTC."
     )]
     Log(log::Args),
     /// Per channel: queued files, today's count against the cap, the next slot, held and unsure posts, the last error.
@@ -187,6 +187,16 @@ impl Output {
     pub fn path(&self, p: &Path) -> String {
         p.strip_prefix(&self.cwd).unwrap_or(p).display().to_string()
     }
+}
+
+/// The zone for times that belong to no one channel (headers, a `--from` or `--since`
+/// date): the channels' zone when they all share one, else this machine's (`$TZ`). Times
+/// of one channel are shown in that channel's zone.
+pub fn common_zone(config: &config::Config) -> jiff::tz::TimeZone {
+    let first = config.channels.first().map(|c| c.rules.timezone.clone());
+    first
+        .filter(|tz| config.channels.iter().all(|c| &c.rules.timezone == tz))
+        .unwrap_or_else(jiff::tz::TimeZone::system)
 }
 
 pub const EXIT_PROBLEMS: u8 = 1;

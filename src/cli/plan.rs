@@ -78,7 +78,7 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
         "Plan for {} day{} from {} (as the daemon would decide it with the files queued now)",
         args.days,
         if args.days == 1 { "" } else { "s" },
-        from.strftime("%Y-%m-%d %H:%M UTC")
+        crate::cadence::day::show(from, &super::common_zone(config))
     );
     for ch in &config.channels {
         let tz = &ch.rules.timezone;
@@ -115,7 +115,7 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
                     any = true;
                     let why = reason
                         .as_ref()
-                        .map(|w| format!(" (last passed over: {})", w.describe()))
+                        .map(|w| format!(" (last passed over: {})", w.describe_in(tz)))
                         .unwrap_or_default();
                     outln!("    still queued after the window: {}{why}", p.id);
                 }
@@ -192,9 +192,7 @@ fn parse_from_any(s: &str, config: &Config) -> Result<Timestamp, String> {
         .map_err(|_| {
             "expected RFC 3339 (2027-03-13T00:00:00-05:00), a local date-time (2027-03-13T09:00) or a date (2027-03-13)".to_string()
         })?;
-    let first = config.channels.first().map(|c| c.rules.timezone.clone());
-    let shared = first.filter(|tz| config.channels.iter().all(|c| &c.rules.timezone == tz));
-    let tz = shared.unwrap_or_else(TimeZone::system);
+    let tz = super::common_zone(config);
     resolve_local(civil, &tz).ok_or_else(|| {
         crate::cadence::day::out_of_range(civil.date())
             .unwrap_or_else(|| "that time does not exist".to_string())

@@ -125,7 +125,7 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
         }
         return ExitCode::SUCCESS;
     }
-    print_table(&lines, args.days, since);
+    print_table(&lines, args.days, since, &super::common_zone(config));
     ExitCode::SUCCESS
 }
 
@@ -146,7 +146,7 @@ fn change(now: u64, before: u64) -> Option<f64> {
     Some((pct * 10.0).round() / 10.0)
 }
 
-fn print_table(lines: &[ChannelReport], days: u16, since: Timestamp) {
+fn print_table(lines: &[ChannelReport], days: u16, since: Timestamp, tz: &jiff::tz::TimeZone) {
     let period = format!("LAST {days}D");
     let before = format!("{days}D BEFORE");
     let header = [
@@ -207,7 +207,7 @@ fn print_table(lines: &[ChannelReport], days: u16, since: Timestamp) {
     outln!(
         "Posts that went out in the last {days} day{} (since {}) against the {days} before",
         if days == 1 { "" } else { "s" },
-        since.strftime("%Y-%m-%d %H:%M UTC"),
+        crate::cadence::day::show(since, tz),
     );
     outln!("{}", render(header));
     for r in &rows {

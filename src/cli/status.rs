@@ -272,8 +272,7 @@ fn print_table(lines: &[ChannelStatus], config: &crate::config::Config, now: Tim
     };
     outln!(
         "Status at {}",
-        now.to_zoned(TimeZone::system())
-            .strftime("%Y-%m-%d %H:%M %Z")
+        crate::cadence::day::show(now, &super::common_zone(config))
     );
     outln!("{}", render(header));
     for r in &rows {

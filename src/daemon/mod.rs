@@ -618,7 +618,7 @@ impl Daemon {
                 let Some(f) = review.files.iter().find(|f| &f.id == id) else {
                     continue;
                 };
-                let detail = wait.describe();
+                let detail = wait.describe_in(&ch.rules.timezone);
                 let same = self
                     .shared
                     .with_store(|s| s.last_deferral(id, &f.hash))

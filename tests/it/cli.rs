@@ -568,3 +568,20 @@ fn init_yes_writes_a_folder_that_check_passes_from_inside() {
         before
     );
 }
+
+#[test]
+fn plan_and_status_headers_are_in_the_channels_zone_not_utc() {
+    let p = Project::new(SOCIAL);
+    p.cmd(&["plan", "--from", "2026-11-23T00:00:00+01:00", "--days", "1"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("from Mon 2026-11-23 00:00 CET"))
+        .stdout(predicate::str::contains("UTC").not());
+    p.cmd(&["status"])
+        .assert()
+        .stdout(predicate::str::contains("Status at "))
+        .stdout(
+            predicate::str::is_match(r"Status at \w{3} \d{4}-\d\d-\d\d \d\d:\d\d(:\d\d)? CES?T")
+                .unwrap(),
+        );
+}
