@@ -36,6 +36,13 @@ pub struct Diagnostic {
     /// What to do about it.
     pub help: Option<String>,
     pub source: Option<SourceLine>,
+    /// Further problems of the same file: a file reports all its errors at once. Shown after
+    /// this one; `check --json` gives each its own object.
+    pub also: Vec<Diagnostic>,
+    /// What happens next without the user doing anything else, for notes beside the file
+    /// (e.g. "this note goes away when you answer with `cadenced retry` or `resolve`");
+    /// `None` means "fix the file and cadenced checks it again".
+    pub next: Option<String>,
 }
 
 impl Diagnostic {
@@ -48,6 +55,8 @@ impl Diagnostic {
             message: message.into(),
             help: None,
             source: None,
+            also: Vec::new(),
+            next: None,
         }
     }
 
@@ -61,6 +70,32 @@ impl Diagnostic {
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
+    }
+
+    /// Adds further problems of the same file.
+    pub fn with_also(mut self, more: impl IntoIterator<Item = Diagnostic>) -> Self {
+        self.also.extend(more);
+        self
+    }
+
+    /// Says what happens next (see [`Diagnostic::next`]).
+    pub fn with_next(mut self, next: impl Into<String>) -> Self {
+        self.next = Some(next.into());
+        self
+    }
+
+    /// This problem and the further ones of the same file, in order.
+    pub fn all(&self) -> impl Iterator<Item = &Diagnostic> {
+        std::iter::once(self).chain(self.also.iter().flat_map(|d| d.all_boxed()))
+    }
+
+    fn all_boxed(&self) -> Box<dyn Iterator<Item = &Diagnostic> + '_> {
+        Box::new(self.all())
+    }
+
+    /// How many problems this is (itself and `also`).
+    pub fn count(&self) -> usize {
+        self.all().count()
     }
 
     /// Points at a 1-based line without a snippet.
@@ -147,7 +182,12 @@ impl Diagnostic {
         } else {
             Renderer::plain()
         };
-        renderer.render(&report).to_string()
+        let mut out = renderer.render(&report).to_string();
+        for more in &self.also {
+            out.push('\n');
+            out.push_str(&more.render(color));
+        }
+        out
     }
 
     /// The JSON shape of `check --json`: one object per problem.
@@ -164,9 +204,13 @@ impl Diagnostic {
 
     /// Re-roots the file name, e.g. to show it relative to the current directory.
     pub fn relative_to(mut self, base: &Path) -> Self {
-        if let Ok(rel) = self.file.strip_prefix(base) {
+        if let Ok(rel) = self.file.strip_prefix(base)
+            && !rel.as_os_str().is_empty()
+            && base != Path::new("/")
+        {
             self.file = rel.to_path_buf();
         }
+        self.also = self.also.into_iter().map(|d| d.relative_to(base)).collect();
         self
     }
 }
@@ -181,6 +225,9 @@ impl fmt::Display for Diagnostic {
         if let Some(help) = &self.help {
             write!(f, " (help: {help})")?;
         }
+        for more in &self.also {
+            write!(f, "; {more}")?;
+        }
         Ok(())
     }
 }
@@ -192,32 +239,34 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-/// The closest of `candidates` to `word`, if close enough to be a plausible typo.
+/// `word` with its indefinite article, for messages: "an integer", "a string".
+pub fn a(word: &str) -> String {
+    let article = if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {word}")
+}
+
+/// The closest of `candidates` to `word`, if close enough to be a plausible typo. Swapped
+/// neighbours count as one edit (`lnik` → `link`).
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
     let best = candidates
         .into_iter()
-        .map(|c| (edit_distance(word, c), c))
+        .map(|c| (edit_distance_osa(word, c), c))
         .min_by_key(|(d, _)| *d)?;
     let limit = (word.chars().count().max(best.1.chars().count()) / 3).max(1);
     (best.0 <= limit).then_some(best.1)
 }
 
-/// Levenshtein distance over characters.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+/// Edits between two words (optimal string alignment: insert, delete, replace, or swap
+/// two neighbours), over characters.
+pub fn edit_distance_osa(a: &str, b: &str) -> usize {
+    strsim::osa_distance(a, b)
 }
 
 #[cfg(test)]

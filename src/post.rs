@@ -80,6 +80,9 @@ pub struct PostError {
     pub message: String,
     pub help: String,
     pub span: Option<Range<usize>>,
+    /// Further problems of the same file, in file order: a file reports all its errors at
+    /// once, so fixing one does not reveal the next.
+    pub also: Vec<PostError>,
 }
 
 impl PostError {
@@ -92,7 +95,15 @@ impl PostError {
             message: message.into(),
             help: help.into(),
             span,
+            also: Vec::new(),
         }
+    }
+
+    /// The first of `errors` (which must not be empty), carrying the rest in `also`.
+    fn all(mut errors: Vec<PostError>) -> PostError {
+        let mut first = errors.remove(0);
+        first.also.extend(errors);
+        first
     }
 }
 
@@ -382,82 +393,94 @@ fn parse_front(text: &str, range: Range<usize>) -> Result<FrontMatter, PostError
     let spanned = DeTable::parse(src).map_err(toml_error)?;
     let values: toml::Table = toml::from_str(src).map_err(toml_error)?;
 
-    // Report the first problem in file order, not in the map's key order.
+    // Every problem, in file order (not in the map's key order).
     let mut entries: Vec<(&Spanned<_>, &Spanned<DeValue<'_>>)> = spanned.get_ref().iter().collect();
     entries.sort_by_key(|(k, _)| k.span().start);
 
     let mut front = FrontMatter::default();
     let mut expires_span = None;
+    let mut errors = Vec::new();
     for (key, de) in entries {
         let name: &str = key.get_ref();
         let key_span = shift(key.span(), off);
         let value_span = shift(de.span(), off);
         let value = &values[name];
-        match name {
-            "at" | "expires" => {
-                let time = parse_time(name, value).map_err(|(message, help)| {
-                    PostError::new(message, help, Some(value_span.clone()))
-                })?;
-                if name == "at" {
-                    front.at = Some(time);
-                } else {
-                    front.expires = Some(time);
-                    expires_span = Some(value_span);
-                }
-            }
-            "priority" => {
-                front.priority = value.as_integer().ok_or_else(|| {
+        let outcome: Result<(), PostError> = match name {
+            "at" | "expires" => parse_time(name, value)
+                .map_err(|(message, help)| PostError::new(message, help, Some(value_span.clone())))
+                .map(|time| {
+                    if name == "at" {
+                        front.at = Some(time);
+                    } else {
+                        front.expires = Some(time);
+                        expires_span = Some(value_span.clone());
+                    }
+                }),
+            "priority" => value
+                .as_integer()
+                .ok_or_else(|| {
                     PostError::new(
                         format!(
-                            "`priority` must be a whole number, not a {}",
-                            value.type_str()
+                            "`priority` must be a whole number, not {}",
+                            crate::diag::a(value.type_str())
                         ),
                         "write e.g. `priority = 1`: higher goes first among posts due at a slot",
                         Some(value_span.clone()),
                     )
-                })?;
-            }
-            "media" => front.media = parse_media(value, de, off)?,
-            "link" => {
-                front.link = Some(parse_link(value).map_err(|m| {
+                })
+                .map(|p| front.priority = p),
+            "media" => parse_media(value, de, off).map(|m| front.media = m),
+            "link" => parse_link(value)
+                .map_err(|m| {
                     PostError::new(
                         m,
                         "write a full web address, e.g. `link = \"https://shop.example/sale\"`",
                         Some(value_span.clone()),
                     )
-                })?)
-            }
-            "lang" => {
-                front.lang = Some(
-                    parse_lang(value)
-                        .map_err(|(m, help)| PostError::new(m, help, Some(value_span.clone())))?,
-                )
-            }
+                })
+                .map(|l| front.link = Some(l)),
+            "lang" => parse_lang(value)
+                .map_err(|(m, help)| PostError::new(m, help, Some(value_span.clone())))
+                .map(|l| front.lang = Some(l)),
             "platform" => match value {
-                toml::Value::Table(t) => front.platform = t.clone(),
-                other => {
-                    return Err(PostError::new(
-                        format!("`platform` must be a table, not a {}", other.type_str()),
-                        "write platform fields under a `[platform]` line at the end of the \
-                         front matter, e.g. `[platform]` then `board_id = \"549755885175\"`",
-                        Some(value_span),
-                    ));
+                toml::Value::Table(t) => {
+                    front.platform = t.clone();
+                    Ok(())
                 }
+                other => Err(PostError::new(
+                    format!(
+                        "`platform` must be a table, not {}",
+                        crate::diag::a(other.type_str())
+                    ),
+                    "write platform fields under a `[platform]` line at the end of the \
+                     front matter, e.g. `[platform]` then `board_id = \"549755885175\"`",
+                    Some(value_span),
+                )),
             },
-            unknown => return Err(unknown_key(unknown, &KEYS, key_span, true)),
+            unknown => Err(unknown_key(unknown, &KEYS, key_span, true)),
+        };
+        if let Err(mut e) = outcome {
+            // A media list reports each of its entries' problems: keep them in order.
+            let more = std::mem::take(&mut e.also);
+            errors.push(e);
+            errors.extend(more);
         }
     }
 
     if let (Some(at), Some(expires), Some(span)) = (front.at, front.expires, expires_span)
         && !expires_after(at, expires)
     {
-        return Err(PostError::new(
+        errors.push(PostError::new(
             "`expires` is not after `at`: the post would expire before it is due",
             "set `expires` later than `at`, or remove one of them",
             Some(span),
         ));
     }
-    Ok(front)
+    if errors.is_empty() {
+        Ok(front)
+    } else {
+        Err(PostError::all(errors))
+    }
 }
 
 /// Whether `expires` is after `at`, as far as it can be known without the channel's zone.
@@ -542,8 +565,8 @@ fn parse_time(key: &str, value: &toml::Value) -> Result<PostTime, (String, Strin
         other => {
             return Err((
                 format!(
-                    "`{key}` must be a date and time, not a {}",
-                    other.type_str()
+                    "`{key}` must be a date and time, not {}",
+                    crate::diag::a(other.type_str())
                 ),
                 TIME_FORMS.to_string(),
             ));
@@ -640,101 +663,131 @@ fn parse_media(
     let whole = shift(de.span(), off);
     let (Some(items), Some(de_items)) = (value.as_array(), de.get_ref().as_array()) else {
         return Err(PostError::new(
-            format!("`media` must be a list, not a {}", value.type_str()),
+            format!(
+                "`media` must be a list, not {}",
+                crate::diag::a(value.type_str())
+            ),
             MEDIA_FORM,
             Some(whole),
         ));
     };
     let mut media = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
     for (item, de_item) in items.iter().zip(de_items.iter()) {
-        let item_span = shift(de_item.span(), off);
-        let (Some(table), Some(de_table)) = (item.as_table(), de_item.get_ref().as_table()) else {
-            return Err(PostError::new(
-                format!(
-                    "each `media` entry must be a table with `path` and `alt`, not a {}",
-                    item.type_str()
-                ),
-                MEDIA_FORM,
-                Some(item_span),
-            ));
-        };
-        let mut keys: Vec<_> = de_table.iter().collect();
-        keys.sort_by_key(|(k, _)| k.span().start);
-        for (k, _) in &keys {
-            if !MEDIA_KEYS.contains(&k.get_ref().as_ref()) {
-                return Err(unknown_key(
-                    k.get_ref(),
-                    &MEDIA_KEYS,
-                    shift(k.span(), off),
-                    false,
-                ));
-            }
+        match media_entry(item, de_item, off) {
+            Ok(m) => media.push(m),
+            Err(e) => errors.extend(e),
         }
-        let span_of = |key: &str| {
-            de_table
-                .get(key)
-                .map_or(item_span.clone(), |v| shift(v.span(), off))
-        };
-        let path = match table.get("path") {
-            Some(toml::Value::String(p)) if !p.trim().is_empty() => p.clone(),
-            Some(toml::Value::String(_)) => {
-                return Err(PostError::new(
-                    "a `media` entry has an empty `path`",
-                    MEDIA_FORM,
+    }
+    if errors.is_empty() {
+        Ok(media)
+    } else {
+        Err(PostError::all(errors))
+    }
+}
+
+/// One `media` entry, or all of its problems.
+fn media_entry(
+    item: &toml::Value,
+    de_item: &Spanned<DeValue<'_>>,
+    off: usize,
+) -> Result<MediaRef, Vec<PostError>> {
+    let item_span = shift(de_item.span(), off);
+    let (Some(table), Some(de_table)) = (item.as_table(), de_item.get_ref().as_table()) else {
+        return Err(vec![PostError::new(
+            format!(
+                "each `media` entry must be a table with `path` and `alt`, not {}",
+                crate::diag::a(item.type_str())
+            ),
+            MEDIA_FORM,
+            Some(item_span),
+        )]);
+    };
+    let mut errors = Vec::new();
+    let mut keys: Vec<_> = de_table.iter().collect();
+    keys.sort_by_key(|(k, _)| k.span().start);
+    for (k, _) in &keys {
+        if !MEDIA_KEYS.contains(&k.get_ref().as_ref()) {
+            errors.push(unknown_key(
+                k.get_ref(),
+                &MEDIA_KEYS,
+                shift(k.span(), off),
+                false,
+            ));
+        }
+    }
+    let span_of = |key: &str| {
+        de_table
+            .get(key)
+            .map_or(item_span.clone(), |v| shift(v.span(), off))
+    };
+    let path = match table.get("path") {
+        Some(toml::Value::String(p)) if !p.trim().is_empty() => {
+            // Absolute paths would bypass the rule that media live in the queue, and would
+            // break when the queue moves; relative to the post file is the one way to write it.
+            if p.starts_with('/') {
+                errors.push(PostError::new(
+                    format!("media path `{p}` is absolute"),
+                    "write media paths relative to the post file, e.g. `img/sale.jpg` or `../_media/logo.png`",
                     Some(span_of("path")),
                 ));
             }
-            Some(other) => {
-                return Err(PostError::new(
-                    format!(
-                        "a `media` `path` must be a string, not a {}",
-                        other.type_str()
-                    ),
-                    MEDIA_FORM,
-                    Some(span_of("path")),
-                ));
-            }
-            None => {
-                return Err(PostError::new(
-                    "a `media` entry has no `path`",
-                    MEDIA_FORM,
-                    Some(item_span),
-                ));
-            }
-        };
-        // Absolute paths would bypass the rule that media live in the queue, and would
-        // break when the queue moves; relative to the post file is the one way to write it.
-        if path.starts_with('/') {
-            return Err(PostError::new(
-                format!("media path `{path}` is absolute"),
-                "write media paths relative to the post file, e.g. `img/sale.jpg` or `../_media/logo.png`",
+            Some(p.clone())
+        }
+        Some(toml::Value::String(_)) => {
+            errors.push(PostError::new(
+                "a `media` entry has an empty `path`",
+                MEDIA_FORM,
                 Some(span_of("path")),
             ));
+            None
         }
-        let alt = match table.get("alt") {
-            None => None,
-            Some(toml::Value::String(a)) => (!a.trim().is_empty()).then(|| a.clone()),
-            Some(other) => {
-                return Err(PostError::new(
-                    format!(
-                        "a `media` `alt` must be a string, not a {}",
-                        other.type_str()
-                    ),
-                    MEDIA_FORM,
-                    Some(span_of("alt")),
-                ));
-            }
-        };
-        media.push(MediaRef { path, alt });
+        Some(other) => {
+            errors.push(PostError::new(
+                format!(
+                    "a `media` `path` must be a string, not {}",
+                    crate::diag::a(other.type_str())
+                ),
+                MEDIA_FORM,
+                Some(span_of("path")),
+            ));
+            None
+        }
+        None => {
+            errors.push(PostError::new(
+                "a `media` entry has no `path`",
+                MEDIA_FORM,
+                Some(item_span.clone()),
+            ));
+            None
+        }
+    };
+    let alt = match table.get("alt") {
+        None => None,
+        Some(toml::Value::String(a)) => (!a.trim().is_empty()).then(|| a.clone()),
+        Some(other) => {
+            errors.push(PostError::new(
+                format!(
+                    "a `media` `alt` must be a string, not {}",
+                    crate::diag::a(other.type_str())
+                ),
+                MEDIA_FORM,
+                Some(span_of("alt")),
+            ));
+            None
+        }
+    };
+    match path {
+        Some(path) if errors.is_empty() => Ok(MediaRef { path, alt }),
+        _ => Err(errors),
     }
-    Ok(media)
 }
 
 fn parse_link(value: &toml::Value) -> Result<String, String> {
     let toml::Value::String(s) = value else {
         return Err(format!(
-            "`link` must be a string, not a {}",
-            value.type_str()
+            "`link` must be a string, not {}",
+            crate::diag::a(value.type_str())
         ));
     };
     let ok = reqwest::Url::parse(s).is_ok_and(|url| {
@@ -753,7 +806,10 @@ fn parse_lang(value: &toml::Value) -> Result<String, (String, String)> {
     let help = "write a language tag like `en`, `de`, `pt-BR` or `zh-Hant`".to_string();
     let toml::Value::String(s) = value else {
         return Err((
-            format!("`lang` must be a string, not a {}", value.type_str()),
+            format!(
+                "`lang` must be a string, not {}",
+                crate::diag::a(value.type_str())
+            ),
             help,
         ));
     };
@@ -1184,6 +1240,43 @@ mod tests {
     }
 
     #[test]
+    fn lnik_gets_a_did_you_mean_for_link() {
+        // Two neighbours swapped is one slip, not two.
+        let src = "+++\nlnik = \"https://shop.example/\"\n+++\nx";
+        assert_eq!(err(src).help, "did you mean `link`?");
+        let src = "+++\nexpiers = \"2026-11-28T00:00\"\n+++\nx";
+        assert_eq!(err(src).help, "did you mean `expires`?");
+    }
+
+    #[test]
+    fn a_post_file_reports_all_its_errors_at_once_in_file_order() {
+        let src = "+++\nlnik = \"https://shop.example/\"\nat = \"tomorrow\"\npriority = \"high\"\nmedia = [{ path = \"/abs.jpg\", alt = 3 }]\n+++\nx";
+        let e = err(src);
+        let all: Vec<(usize, &str)> = std::iter::once(&e)
+            .chain(e.also.iter())
+            .map(|e| {
+                (
+                    line_of(src, e.span.clone().unwrap().start),
+                    e.message.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            all,
+            [
+                (2, "unknown front-matter key `lnik`"),
+                (
+                    3,
+                    "`at` is not a date and time in an accepted form: `tomorrow`"
+                ),
+                (4, "`priority` must be a whole number, not a string"),
+                (5, "media path `/abs.jpg` is absolute"),
+                (5, "a `media` `alt` must be a string, not an integer"),
+            ]
+        );
+    }
+
+    #[test]
     fn unknown_media_keys_suggest() {
         let src = "+++\nmedia = [\n  { path = \"a.jpg\", alt_text = \"A cat\" },\n]\n+++\nx";
         let e = err(src);
@@ -1222,7 +1315,7 @@ mod tests {
             ),
             (
                 "media = [{ path = 3 }]",
-                "a `media` `path` must be a string, not a integer",
+                "a `media` `path` must be a string, not an integer",
                 "3",
             ),
             (

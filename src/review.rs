@@ -217,10 +217,19 @@ fn unsure(file: &QueuedFile, state: &str) -> Diagnostic {
     } else {
         "the outcome of the last attempt to publish it is unknown: it may have gone out"
     };
-    Diagnostic::error(&file.path, format!("held: {what}")).with_help(format!(
-        "look at the channel; if it was not posted run `cadenced retry {}`, if it was run `cadenced resolve {} --posted URL`",
-        file.id, file.id
-    ))
+    let next = if state == "sending" {
+        "cadenced finds out what happened when it next starts (it asks the platform where it \
+         can), and then this note goes away."
+    } else {
+        "Nothing is sent again on its own. This note goes away when you answer with \
+         `cadenced retry` or `cadenced resolve`."
+    };
+    Diagnostic::error(&file.path, format!("held: {what}"))
+        .with_help(format!(
+            "look at the channel; if it was not posted run `cadenced retry {}`, if it was run `cadenced resolve {} --posted URL`",
+            file.id, file.id
+        ))
+        .with_next(next)
 }
 
 fn channel_view(ch: &Channel) -> ChannelView {
@@ -302,19 +311,12 @@ fn platform_problem(
         fields: &front.platform,
     };
     let violations = platform.validate(&channel.limits(), &view);
-    let first = violations.first()?;
-    let mut message = format!("held: {}", first.message);
-    if violations.len() > 1 {
-        message.push_str(&format!(" (and {} more problems)", violations.len() - 1));
-    }
-    let help = violations
-        .iter()
-        .map(|v| v.help.as_str())
-        .collect::<Vec<_>>()
-        .join("; ");
-    Some(
-        Diagnostic::error(&file.path, message)
+    // Every problem at once, each with its own fix.
+    let mut all = violations.iter().map(|v| {
+        Diagnostic::error(&file.path, format!("held: {}", v.message))
             .at_line(accepted.post.body_line)
-            .with_help(help),
-    )
+            .with_help(v.help.as_str())
+    });
+    let first = all.next()?;
+    Some(first.with_also(all))
 }

@@ -103,11 +103,13 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
             }
         }
     }
-    summary.errors = diags.iter().filter(|d| d.is_error()).count();
-    summary.warnings = diags.len() - summary.errors;
+    // Each problem counts, also the further ones of a file that reports several.
+    let all = || diags.iter().flat_map(|d| d.all());
+    summary.errors = all().filter(|d| d.is_error()).count();
+    summary.warnings = all().count() - summary.errors;
 
     if args.json {
-        for d in &diags {
+        for d in diags.iter().flat_map(|d| d.all()) {
             let d = d.clone().relative_to(&out.cwd);
             outln!("{}", d.to_json());
         }

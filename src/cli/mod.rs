@@ -184,8 +184,15 @@ impl Output {
         d.clone().relative_to(&self.cwd).render(self.color)
     }
 
+    /// A path as the user would write it from here: relative below the current folder,
+    /// absolute otherwise (and from `/`, where `etc/…` would read as a typo).
     pub fn path(&self, p: &Path) -> String {
-        p.strip_prefix(&self.cwd).unwrap_or(p).display().to_string()
+        match p.strip_prefix(&self.cwd) {
+            Ok(rel) if !rel.as_os_str().is_empty() && self.cwd != Path::new("/") => {
+                rel.display().to_string()
+            }
+            _ => p.display().to_string(),
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 //! a source snippet.
 
 pub mod duration;
+pub mod zones;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -181,9 +182,15 @@ fn locate_in(
     if exists(system) {
         return Ok(system.to_path_buf());
     }
-    Err(Diagnostic::error(&local, "no config file found").with_help(format!(
-        "looked for {} and {}; pass --config PATH, set CADENCED_CONFIG, or create one (the source's config/cadenced.toml is a commented example)",
-        local.display(),
+    Err(Diagnostic::error(
+        &local,
+        format!(
+            "no config file: there is neither ./{LOCAL_CONFIG} here nor {}",
+            system.display()
+        ),
+    )
+    .with_help(format!(
+        "run `cadenced init` to write one here (a commented config and queue folders), or edit {} if the package is installed; to use a config elsewhere, pass --config PATH",
         system.display()
     )))
 }
@@ -620,9 +627,12 @@ impl<'a> Parser<'a> {
         if let Ok(tz) = TimeZone::get(name) {
             return Some(tz);
         }
-        let help = match suggest_zone(name) {
-            Some(best) => format!("did you mean `{best}`? Time zones are IANA names such as `Europe/Madrid` or `America/New_York`"),
-            None => "write an IANA time zone name such as `Europe/Madrid` or `America/New_York` (`timedatectl list-timezones` lists them)".to_string(),
+        let help = match zones::suggest(name, &zones_in(self.text)) {
+            Some(zones::Suggestion { zone, why: Some(why) }) => {
+                format!("did you mean `{zone}` ({why})? Zones are named after one city per region; `timedatectl list-timezones` lists them")
+            }
+            Some(zones::Suggestion { zone, why: None }) => format!("did you mean `{zone}`?"),
+            None => "write an IANA time zone name: zones are named after one city per region, such as `Europe/Madrid` for mainland Spain or `America/New_York` for the US east coast (`timedatectl list-timezones` lists them)".to_string(),
         };
         self.error(value.span(), format!("unknown time zone `{name}`"), help);
         None
@@ -1321,28 +1331,36 @@ fn suggest_channel_name(name: &str) -> String {
     }
 }
 
-/// A zone name close to a mistyped one: a plausible typo, or the zone whose city part is
-/// what was written (`Madrid` → `Europe/Madrid`).
+/// A zone name close to a mistyped one, for messages outside a config (see [`zones`]).
 pub fn suggest_zone(name: &str) -> Option<String> {
-    let db = jiff::tz::db();
-    let names: Vec<String> = db.available().map(|n| n.as_str().to_string()).collect();
-    if let Some(best) = did_you_mean(name, names.iter().map(String::as_str)) {
-        return Some(best.to_string());
+    zones::suggest(name, &[]).map(|s| s.zone)
+}
+
+/// The valid zones a config's text names (`[defaults]` first), as context for suggestions.
+fn zones_in(text: &str) -> Vec<String> {
+    let Ok(table) = toml::from_str::<toml::Table>(text) else {
+        return Vec::new();
+    };
+    let zone_of = |t: &toml::Value| {
+        t.get("timezone")
+            .and_then(toml::Value::as_str)
+            .filter(|z| TimeZone::get(z).is_ok())
+            .map(str::to_string)
+    };
+    let mut zones: Vec<String> = Vec::new();
+    let defaults = table.get("defaults").and_then(zone_of);
+    let channels = table
+        .get("channels")
+        .and_then(toml::Value::as_table)
+        .into_iter()
+        .flat_map(|t| t.values())
+        .filter_map(zone_of);
+    for z in defaults.into_iter().chain(channels) {
+        if !zones.contains(&z) {
+            zones.push(z);
+        }
     }
-    let city = name
-        .rsplit('/')
-        .next()
-        .unwrap_or(name)
-        .replace(' ', "_")
-        .to_lowercase();
-    names
-        .iter()
-        .find(|n| {
-            n.rsplit('/')
-                .next()
-                .is_some_and(|c| c.to_lowercase() == city)
-        })
-        .cloned()
+    zones
 }
 
 /// A key's default value, written as in TOML, parsed as its kind. The defaults are the

@@ -558,6 +558,24 @@ fn a_bad_time_zone_suggests_a_close_name() {
 }
 
 #[test]
+fn europe_valencia_suggests_the_configs_spanish_zone_not_vienna() {
+    let d = one_error(
+        "[defaults]\ntimezone = \"Europe/Madrid\"\n[channels.a]\nplatform = \"outbox\"\ntimezone = \"Europe/Valencia\"\n",
+    );
+    assert!(
+        help(&d)
+            .starts_with("did you mean `Europe/Madrid` (the zone used elsewhere in this config)?"),
+        "{d:?}"
+    );
+    let d =
+        one_error("[defaults]\ntimezone = \"Europe/Spain\"\n[channels.a]\nplatform = \"outbox\"\n");
+    assert!(
+        help(&d).starts_with("did you mean `Europe/Madrid` (the zone of Spain (mainland))?"),
+        "{d:?}"
+    );
+}
+
+#[test]
 fn a_bad_inherited_value_is_reported_once() {
     let text = "[defaults]\ntimezone = \"Nowhere/Land\"\n[channels.a]\nplatform = \"outbox\"\n[channels.b]\nplatform = \"outbox\"\n";
     let d = one_error(text);
@@ -1039,17 +1057,19 @@ fn locate_lists_where_it_looked() {
     let dir = tempfile::tempdir().unwrap();
     let system = dir.path().join("etc/cadenced.toml");
     let d = locate_in(None, None, dir.path(), &system).unwrap_err();
-    assert_eq!(d.message, "no config file found");
-    let local = dir.path().join("config/cadenced.toml");
-    assert!(
-        help(&d).contains(&format!(
-            "looked for {} and {}",
-            local.display(),
+    assert_eq!(
+        d.message,
+        format!(
+            "no config file: there is neither ./config/cadenced.toml here nor {}",
             system.display()
-        )),
-        "{d:?}"
+        )
     );
+    assert_eq!(d.file, dir.path().join("config/cadenced.toml"));
+    // The way in: init, or the installed config; no word about a source tree.
+    assert!(help(&d).starts_with("run `cadenced init`"), "{d:?}");
+    assert!(help(&d).contains(&system.display().to_string()), "{d:?}");
     assert!(help(&d).contains("--config PATH"), "{d:?}");
+    assert!(!help(&d).contains("source"), "{d:?}");
 
     let d = locate_in(Some(Path::new("missing.toml")), None, dir.path(), &system).unwrap_err();
     assert_eq!(d.message, "config file not found (given by --config)");

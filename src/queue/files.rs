@@ -207,34 +207,42 @@ fn render(kind: NoteKind, problem: &Diagnostic) -> String {
             format!("{name} could not be published, so cadenced moved it here.\n\n")
         }
     };
-    // `review` prefixes held reasons with "held: "; the opening line already says it.
-    let message = problem
-        .message
-        .strip_prefix("held: ")
-        .unwrap_or(&problem.message);
-    text.push_str("What is wrong: ");
-    if let Some(line) = problem.line {
-        text.push_str(&format!("line {line}: "));
+    let problems: Vec<&Diagnostic> = problem.all().collect();
+    for (i, p) in problems.iter().enumerate() {
+        // `review` prefixes held reasons with "held: "; the opening line already says it.
+        let message = p.message.strip_prefix("held: ").unwrap_or(&p.message);
+        if problems.len() > 1 {
+            text.push_str(&format!("Problem {} of {}: ", i + 1, problems.len()));
+        } else {
+            text.push_str("What is wrong: ");
+        }
+        if let Some(line) = p.line {
+            text.push_str(&format!("line {line}: "));
+        }
+        text.push_str(message);
+        text.push('\n');
+        if let Some(source) = &p.source {
+            text.push_str(&format!("    {}\n", source.text));
+        }
+        if let Some(help) = &p.help {
+            text.push_str(&format!("What to do: {help}\n"));
+        }
+        text.push('\n');
     }
-    text.push_str(message);
-    text.push('\n');
-    if let Some(source) = &problem.source {
-        text.push_str(&format!("    {}\n", source.text));
-    }
-    if let Some(help) = &problem.help {
-        text.push_str(&format!("What to do: {help}\n"));
-    }
-    text.push('\n');
-    text.push_str(match kind {
-        NoteKind::Held => {
+    match (&problem.next, kind) {
+        (Some(next), _) => {
+            text.push_str(next);
+            text.push('\n');
+        }
+        (None, NoteKind::Held) => text.push_str(
             "When you save the fixed file, cadenced checks it again and this note goes away. \
-             `cadenced check` shows the same problem.\n"
-        }
-        NoteKind::Error => {
+             `cadenced check` shows the same problem.\n",
+        ),
+        (None, NoteKind::Error) => text.push_str(
             "When it is fixed, `cadenced retry` with this file queues it again. \
-             Nothing was deleted.\n"
-        }
-    });
+             Nothing was deleted.\n",
+        ),
+    }
     text
 }
 
@@ -325,6 +333,43 @@ mod tests {
         assert_eq!(n("notes", 3), "notes-3");
         assert_eq!(n(".hidden", 2), ".hidden-2");
         assert_eq!(n("セール.md", 2), "セール-2.md");
+    }
+
+    #[test]
+    fn an_unknown_outcome_note_does_not_promise_that_saving_the_file_helps() {
+        let d = Diagnostic::error("/q/shop/sale.md", "held: the outcome is unknown")
+            .with_help(
+                "run `cadenced retry shop/sale.md` or `cadenced resolve shop/sale.md --posted URL`",
+            )
+            .with_next(
+                "This note goes away when you answer with `cadenced retry` or `cadenced resolve`.",
+            );
+        let text = note_text(&d);
+        assert!(!text.contains("When you save the fixed file"), "{text}");
+        assert!(
+            text.ends_with("answer with `cadenced retry` or `cadenced resolve`.\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_note_lists_every_problem_of_the_file() {
+        let d = Diagnostic::error("/q/shop/sale.md", "unknown front-matter key `lnik`")
+            .at_line(2)
+            .with_help("did you mean `link`?")
+            .with_also([Diagnostic::error(
+                "/q/shop/sale.md",
+                "`priority` must be a whole number, not a string",
+            )
+            .at_line(3)
+            .with_help("write e.g. `priority = 1`")]);
+        let text = note_text(&d);
+        assert!(text.contains("Problem 1 of 2: line 2: unknown front-matter key `lnik`\nWhat to do: did you mean `link`?"), "{text}");
+        assert!(
+            text.contains("Problem 2 of 2: line 3: `priority`"),
+            "{text}"
+        );
+        assert!(text.contains("When you save the fixed file"), "{text}");
     }
 
     #[test]

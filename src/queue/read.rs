@@ -287,20 +287,36 @@ fn accept(
     if !post.front.media.is_empty() {
         let root = canonical_root(queue_root)
             .map_err(|(message, help)| Diagnostic::error(shown, message).with_help(help))?;
+        // Every media problem at once, not one per save.
+        let mut problems = Vec::new();
         for m in &post.front.media {
-            let resolved = resolve_media(&root, channel, m).map_err(|(message, help)| {
-                Diagnostic::error(shown, message)
-                    .at_first(text, &m.path)
-                    .with_help(help)
-            })?;
-            media.push(resolved);
+            match resolve_media(&root, channel, m) {
+                Ok(resolved) => media.push(resolved),
+                Err((message, help)) => problems.push(
+                    Diagnostic::error(shown, message)
+                        .at_first(text, &m.path)
+                        .with_help(help),
+                ),
+            }
+        }
+        if !problems.is_empty() {
+            let first = problems.remove(0);
+            return Err(first.with_also(problems));
         }
     }
     Ok(Accepted { post, media })
 }
 
 /// A [`PostError`] as a diagnostic on the file, at its line where it has one.
-pub(super) fn post_diagnostic(shown: &Path, bytes: &[u8], e: PostError) -> Diagnostic {
+pub(super) fn post_diagnostic(shown: &Path, bytes: &[u8], mut e: PostError) -> Diagnostic {
+    let also: Vec<Diagnostic> = std::mem::take(&mut e.also)
+        .into_iter()
+        .map(|more| post_diagnostic(shown, bytes, more))
+        .collect();
+    one_post_diagnostic(shown, bytes, e).with_also(also)
+}
+
+fn one_post_diagnostic(shown: &Path, bytes: &[u8], e: PostError) -> Diagnostic {
     // Lines as the parser counted them (a bare `\r` ends a line too).
     let bytes = &*post::normalize_line_ends(bytes);
     let mut d = Diagnostic::error(shown, e.message);

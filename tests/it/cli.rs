@@ -585,3 +585,66 @@ fn plan_and_status_headers_are_in_the_channels_zone_not_utc() {
                 .unwrap(),
         );
 }
+
+#[test]
+fn check_reports_every_error_of_a_post_file_not_only_the_first() {
+    let p = Project::new(SOCIAL);
+    p.post(
+        "shop-x/sale.md",
+        "+++\nlnik = \"https://shop.example/\"\npriority = \"high\"\n+++\nSale today.\n",
+    );
+    let out = p
+        .cmd(&["check", "--json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let problems: Vec<(u64, &str)> = lines
+        .iter()
+        .filter(|v| v["file"] == "queue/shop-x/sale.md")
+        .map(|v| (v["line"].as_u64().unwrap(), v["help"].as_str().unwrap()))
+        .collect();
+    assert_eq!(problems.len(), 2, "{lines:?}");
+    assert_eq!(problems[0], (2, "did you mean `link`?"));
+    assert_eq!(problems[1].0, 3);
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["invalid"], 1, "one file");
+    assert_eq!(summary["errors"], 2, "two problems");
+    // The human output shows both too.
+    p.cmd(&["check"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("unknown front-matter key `lnik`"))
+        .stdout(predicate::str::contains(
+            "`priority` must be a whole number, not a string",
+        ));
+}
+
+#[test]
+fn no_config_points_at_init_and_the_installed_config_not_the_source_tree() {
+    if std::path::Path::new("/etc/cadenced/cadenced.toml").exists() {
+        return; // an installed package's config would be found instead
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = assert_cmd::Command::cargo_bin("cadenced")
+        .unwrap()
+        .current_dir(tmp.path())
+        .env_remove("CADENCED_CONFIG")
+        .env("NO_COLOR", "1")
+        .arg("check")
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("cadenced init"), "{text}");
+    assert!(text.contains("/etc/cadenced/cadenced.toml"), "{text}");
+    assert!(!text.contains("source"), "{text}");
+}
