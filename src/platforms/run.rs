@@ -244,32 +244,27 @@ pub async fn connect_account(
             },
         );
     }
-    match net.run(steps, &NoMemo).await {
-        Ok(End::Done) => Ok(net.known),
-        Ok(End::NotYet { why, .. }) => {
-            // A renewed session: once more, now with it.
-            match net.run(steps, &NoMemo).await {
-                Ok(End::Done) => Ok(net.known),
-                Ok(End::NotYet { .. }) => Err(PublishError::Transient {
-                    reason: why,
-                    retry_after: None,
-                    http_status: None,
-                }),
-                Err(Stop::Error(e)) => Err(e),
-                Err(Stop::AlreadyPosted(why)) => Err(PublishError::Permanent {
-                    reason: why,
+    // A session renewed on the way answers "not yet": once more, now with it.
+    let mut why = String::new();
+    for _ in 0..2 {
+        match net.run(steps, &NoMemo).await {
+            Ok(End::Done) => return Ok(net.known),
+            Ok(End::NotYet { why: w, .. }) => why = w,
+            Err(Stop::Error(e)) => return Err(e),
+            Err(Stop::AlreadyPosted(w)) => {
+                return Err(PublishError::Permanent {
+                    reason: w,
                     fix: String::new(),
                     http_status: None,
-                }),
+                });
             }
         }
-        Err(Stop::Error(e)) => Err(e),
-        Err(Stop::AlreadyPosted(why)) => Err(PublishError::Permanent {
-            reason: why,
-            fix: String::new(),
-            http_status: None,
-        }),
     }
+    Err(PublishError::Transient {
+        reason: why,
+        retry_after: None,
+        http_status: None,
+    })
 }
 
 /// The limits the server sets, asked once with the platform's look-up step.
