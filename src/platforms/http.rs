@@ -610,6 +610,37 @@ mod tests {
         assert_eq!(error_text(&answer(404, &[], ""), |_| None), "Not Found");
     }
 
+    #[tokio::test]
+    async fn a_transport_error_never_shows_the_url() {
+        // A URL with the token in its path, to a port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let request = Rendered {
+            method: "POST",
+            url: format!("http://127.0.0.1:{port}/bot123456:SECRET-TOKEN/sendMessage"),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: RenderedBody::None,
+            auth: RenderedAuth::None,
+        };
+        let failure = send(
+            &client().unwrap(),
+            &request,
+            &BTreeMap::new(),
+            Duration::from_secs(5),
+            1024,
+            "2026-11-27T09:00:00Z".parse().unwrap(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(failure, Failure::Connect(_)), "{failure:?}");
+        assert!(!failure.describe().contains("SECRET-TOKEN"), "{failure:?}");
+        assert!(!failure.describe().contains("127.0.0.1"), "{failure:?}");
+    }
+
     #[test]
     fn scrub_removes_secret_values_from_outside_text() {
         assert_eq!(

@@ -814,6 +814,17 @@ mod tests {
     }
 
     #[test]
+    fn a_whole_url_that_is_a_secret_is_shown_as_stars() {
+        // A Discord webhook URL is itself the credential.
+        let step = Step::new("t", Role::Create, "POST", Text::secret("token"), "the post");
+        let shown = render(&step, &Bindings::new(), Mode::Show).unwrap();
+        assert_eq!(shown.url, REDACTED);
+        assert_eq!(shown.to_json()["url"], REDACTED);
+        let sent = render(&step, &Bindings::new(), Mode::Send(&Creds)).unwrap();
+        assert_eq!(sent.url, "tok-123");
+    }
+
+    #[test]
     fn a_missing_value_is_an_error_unless_the_template_makes_it_optional() {
         let step =
             Step::new("t", Role::Create, "POST", "https://h/x", "x").body(Body::Json(Tpl::obj([
