@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct DaemonLock {
     _file: File,
+    /// A daemon held this lock before (the file named a process): this database has a
+    /// history, and a missing database file is a loss, not a first start.
+    pub ran_before: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,12 +69,13 @@ impl DaemonLock {
             .truncate(false)
             .open(&lock)
             .map_err(io)?;
-        match file.try_lock() {
+        let locked = file.try_lock();
+        let mut text = String::new();
+        // At most a line: the file is ours, but anyone could have written to it.
+        let _ = (&file).take(64).read_to_string(&mut text);
+        match locked {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                // At most a line: the file is ours, but anyone could have written to it.
-                let _ = (&file).take(64).read_to_string(&mut text);
                 return Err(LockError::Held {
                     database: database.to_path_buf(),
                     lock,
@@ -84,7 +88,10 @@ impl DaemonLock {
             .and_then(|()| file.rewind())
             .and_then(|()| writeln!(file, "{}", std::process::id()))
             .map_err(io)?;
-        Ok(DaemonLock { _file: file })
+        Ok(DaemonLock {
+            _file: file,
+            ran_before: !text.trim().is_empty(),
+        })
     }
 }
 
@@ -97,6 +104,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("state/cadenced.sqlite");
         let first = DaemonLock::acquire(&db).unwrap();
+        assert!(!first.ran_before);
         assert_eq!(
             std::fs::read_to_string(dir.path().join("state/cadenced.sqlite.lock")).unwrap(),
             format!("{}\n", std::process::id())
@@ -114,6 +122,10 @@ mod tests {
         // Another database beside it is another daemon's business.
         let _other = DaemonLock::acquire(&dir.path().join("state/other.sqlite")).unwrap();
         drop(first);
-        let _again = DaemonLock::acquire(&db).unwrap();
+        let again = DaemonLock::acquire(&db).unwrap();
+        assert!(
+            again.ran_before,
+            "the lock file says a daemon ran on this database"
+        );
     }
 }

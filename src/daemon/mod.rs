@@ -122,6 +122,8 @@ struct Daemon {
     /// decision recorded but not carried out (its attempt could not be recorded, or the
     /// file changed just before sending) must be decided again at the next wake.
     rewound: HashMap<String, Option<Timestamp>>,
+    /// Why the publish log cannot be used (its file deleted or replaced), while it lasts.
+    log_unusable: Option<String>,
     /// Publish tasks; each returns its channel and how the publish ended.
     tasks: JoinSet<(String, Ended)>,
     /// Cancelled at SIGTERM: publish tasks waiting to resend stop at once.
@@ -172,7 +174,18 @@ pub async fn run_config(
 ) -> anyhow::Result<usize> {
     http::install_tls_provider();
     // Held until this function returns: one daemon per publish log.
-    let _lock = lock::DaemonLock::acquire(&config.database)?;
+    let lock = lock::DaemonLock::acquire(&config.database)?;
+    if lock.ran_before && !config.database.exists() {
+        anyhow::bail!(
+            "the publish log {} is missing, but cadenced has run with it before ({} says so): \
+             put it back or restore it from a backup; starting with an empty log would forget \
+             every earlier post (caps, duplicates). To start an empty history on purpose, \
+             remove {}",
+            config.database.display(),
+            lock::lock_path(&config.database).display(),
+            lock::lock_path(&config.database).display()
+        );
+    }
     let store = Store::open(&config.database)
         .with_context(|| format!("opening the publish log {}", config.database.display()))?;
     let notifier = systemd::Notifier::from_env();
@@ -193,6 +206,7 @@ pub async fn run_config(
         log_failed: AtomicBool::new(false),
         retry_delay: FIRST_RETRY,
         rewound: HashMap::new(),
+        log_unusable: None,
         tasks: JoinSet::new(),
         stop: CancellationToken::new(),
         lookups: JoinSet::new(),
@@ -519,6 +533,23 @@ impl Daemon {
 
     /// One evaluation at `now`: see the module documentation.
     fn evaluate(&mut self, now: Timestamp) {
+        // Nothing is decided against a log whose file is gone: its history would be lost.
+        match self.shared.with_store(|s| s.check_file()) {
+            Err(e) => {
+                let why = e.to_string();
+                if self.log_unusable.as_ref() != Some(&why) {
+                    tracing::error!("{why}");
+                    self.log_unusable = Some(why);
+                }
+                self.log_failed.store(true, Ordering::Relaxed);
+                return;
+            }
+            Ok(()) => {
+                if self.log_unusable.take().is_some() {
+                    tracing::info!("the publish log is back; publishing again");
+                }
+            }
+        }
         let log = match self
             .shared
             .with_store(|s| LogView::load(s, &self.config, now))

@@ -126,6 +126,16 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "the publish log {path} was deleted while cadenced runs: nothing is published until \
+         it is back (move it back where it was; a restart would start an empty history)"
+    )]
+    Gone { path: PathBuf },
+    #[error(
+        "the publish log {path} was replaced by another file while cadenced runs: nothing is \
+         published until the original is back (or restart cadenced to use the new file)"
+    )]
+    Replaced { path: PathBuf },
     #[error("could not create the folder for database {path}: {source}")]
     Folder {
         path: PathBuf,
@@ -141,6 +151,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Device and inode of the file opened: see [`Store::check_file`].
+    identity: Option<(u64, u64)>,
 }
 
 /// A new row of the log.
@@ -191,6 +203,12 @@ const COUNTING_STATES: &str = "('sending', 'published', 'unknown', 'resolved')";
 const COUNTED_AT: &str =
     "CASE WHEN state = 'published' THEN COALESCE(finished, started) ELSE started END";
 
+/// Device and inode of the file at `path`.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 pub fn format_time(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
@@ -208,10 +226,32 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            identity: None,
         };
         store.configure()?;
         store.migrate()?;
+        store.identity = identity(path);
         Ok(store)
+    }
+
+    /// Whether the path still names the file this store opened. Deleted or replaced under
+    /// a running daemon, the connection would go on writing into the old inode and the next
+    /// start would begin an empty history (caps and uniqueness forgotten): the daemon checks
+    /// this before acting and publishes nothing until the file is back.
+    pub fn check_file(&self) -> Result<()> {
+        let Some(opened) = self.identity else {
+            return Ok(());
+        };
+        match std::fs::metadata(&self.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::Gone {
+                path: self.path.clone(),
+            }),
+            Ok(_) if identity(&self.path) != Some(opened) => Err(StoreError::Replaced {
+                path: self.path.clone(),
+            }),
+            // Unreadable folder and the like: SQLite itself says more at the next call.
+            _ => Ok(()),
+        }
     }
 
     /// Opens an existing database for reading only; `None` when there is none yet (a fresh
@@ -230,6 +270,7 @@ impl Store {
         let store = Store {
             conn,
             path: path.to_path_buf(),
+            identity: identity(path),
         };
         let version = store.user_version()?;
         if version > MIGRATIONS.len() as i64 {

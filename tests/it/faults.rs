@@ -778,3 +778,90 @@ async fn accepted_is_said_only_once_its_row_is_written_and_a_failed_row_is_retri
     assert_eq!(logs.count(" accepted "), 1, "{}", logs.text());
     assert_eq!(d.stop().await.unwrap(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_publish_log_deleted_under_the_daemon_stops_publishing_until_it_is_back() {
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let p = Project::new(OUTBOX);
+    p.post("news/a.md", "Our repair workshop is back on Saturday.\n");
+    let clock = TestClock::at("2026-11-23T08:30:00Z"); // 09:30 in Madrid
+    let db = p.root().join("state/cadenced.sqlite");
+    let aside = p.root().join("aside.sqlite");
+    let d = start(&p, &clock);
+    pass(20).await;
+    std::fs::rename(&db, &aside).unwrap(); // as good as deleted, for the path
+    pass(20).await; // the 10:00 slot passes
+    assert!(
+        outbox_texts(&p, "news").is_empty(),
+        "nothing published without the log"
+    );
+    assert_eq!(
+        logs.count("was deleted while cadenced runs"),
+        1,
+        "{}",
+        logs.text()
+    );
+    std::fs::rename(&aside, &db).unwrap();
+    pass(5).await; // within catch_up: the missed slot is caught up
+    assert_eq!(outbox_texts(&p, "news").len(), 1);
+    assert!(logs.text().contains("the publish log is back"));
+    assert_eq!(d.stop().await.unwrap(), 1);
+    assert_eq!(
+        rows_with(&p, "published").len(),
+        1,
+        "the outcome is in the file"
+    );
+
+    // Replaced by another file (a copy is another inode): the same, until it is back.
+    let d = start(&p, &clock);
+    pass(1).await;
+    std::fs::copy(&db, &aside).unwrap();
+    std::fs::rename(&db, p.root().join("original.sqlite")).unwrap();
+    std::fs::rename(&aside, &db).unwrap();
+    p.post("news/b.md", "Kids sizes are restocked in every colour.\n");
+    clock.skip(jiff::SignedDuration::from_hours(8)); // past the 17:30 slot
+    pass(20).await;
+    assert_eq!(
+        logs.count("was replaced by another file"),
+        1,
+        "{}",
+        logs.text()
+    );
+    assert_eq!(outbox_texts(&p, "news").len(), 1);
+    assert_eq!(d.stop().await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restart_without_its_publish_log_refuses_a_silent_fresh_history() {
+    let p = Project::new(OUTBOX);
+    p.post("news/a.md", "Our repair workshop is back on Saturday.\n");
+    let clock = TestClock::at("2026-11-23T08:30:00Z");
+    let d = start(&p, &clock);
+    pass(60).await;
+    assert_eq!(d.stop().await.unwrap(), 1);
+    for name in [
+        "cadenced.sqlite",
+        "cadenced.sqlite-wal",
+        "cadenced.sqlite-shm",
+    ] {
+        let _ = std::fs::remove_file(p.root().join("state").join(name));
+    }
+    let err = start(&p, &clock).handle.await.unwrap().unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("is missing, but cadenced has run with it before")
+            && msg.contains("remove")
+            && msg.contains("cadenced.sqlite.lock"),
+        "{msg}"
+    );
+    assert!(
+        !p.root().join("state/cadenced.sqlite").exists(),
+        "no empty log was created"
+    );
+    // The explicit way to start over.
+    std::fs::remove_file(p.root().join("state/cadenced.sqlite.lock")).unwrap();
+    let d = start(&p, &clock);
+    pass(1).await;
+    assert_eq!(d.stop().await.unwrap(), 0);
+}
