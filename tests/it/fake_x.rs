@@ -1298,7 +1298,7 @@ fn render(post: &FakePost) -> (String, Vec<Value>) {
 
 /// The contract's validation errors of `body` against the schema at `pointer`, as X lists
 /// them in a 400.
-fn schema_errors(pointer: &'static str, body: &Value) -> Vec<Value> {
+pub fn schema_errors(pointer: &'static str, body: &Value) -> Vec<Value> {
     static VALIDATORS: OnceLock<
         std::sync::Mutex<HashMap<&'static str, Arc<jsonschema::Validator>>>,
     > = OnceLock::new();

@@ -14,6 +14,7 @@ mod fake_bluesky;
 mod fake_mastodon;
 mod fake_server;
 mod fake_x;
+mod fakes;
 mod faults;
 mod harness;
 mod mastodon;

@@ -628,3 +628,265 @@ async fn an_access_token_revoked_before_its_time_is_renewed_once_and_the_post_go
         state.access_issued[0]
     );
 }
+
+/// The real binary, killed with SIGKILL at moments spread over its publishing to the fake X
+/// (which also fails some creates before and after making the post, and leaves some
+/// answers hanging so a kill lands mid-request): each text ends on X exactly once, each
+/// file in `published/`. OAuth 1.0a, so no kill can fall between a token rotation and its
+/// write (that case leaves the channel asking for `cadenced auth`, by design).
+#[test]
+fn sigkill_while_publishing_to_x_posts_each_file_exactly_once() {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    use crate::support::{kill9, published_count};
+
+    const TEXTS: [&str; 6] = [
+        "New trail runners arrived today in six colours",
+        "How to keep suede dry through a rainy winter week",
+        "Our free repair workshop is back on 12 December",
+        "Kids sizes are restocked in every colour this weekend",
+        "Five ways to lace your sneakers for wide feet",
+        "冬季促销：全场运动鞋八折，周六门店还有免费护理讲座",
+    ];
+    let fake = FakeX::start_on_thread();
+    for fault in [
+        Fault::HangAfterCreate,
+        Fault::DropAfterCreate,
+        Fault::HangBeforeCreate,
+        Fault::ErrorAfterCreate(500),
+        Fault::ErrorBeforeCreate(503),
+    ] {
+        fake.fail_next_create(fault);
+    }
+    let p = project(
+        &fake,
+        Login::OAuth1 {
+            api_secret: fake_x::CONSUMER_SECRET,
+            token_secret: fake_x::ACCESS_TOKEN_SECRET,
+        },
+    );
+    let config = std::fs::read_to_string(p.config())
+        .unwrap()
+        .replace("slots = [\"0 */15 * * * *\"]", "slots = [\"* * * * * *\"]")
+        .replace("max_per_day = 20", "max_per_day = 100");
+    std::fs::write(p.config(), config).unwrap();
+    for (i, text) in TEXTS.iter().enumerate() {
+        p.post(&format!("{CHANNEL}/{i:03}.md"), &format!("{text}\n"));
+    }
+    let stderr = p.root().join("stderr.log");
+    let cadenced = || {
+        Command::new(assert_cmd::cargo::cargo_bin("cadenced"))
+            .current_dir(p.root())
+            .args(["run", "--config"])
+            .arg(p.config())
+            .env("RUST_LOG", "debug")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&stderr)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap()
+    };
+
+    // A few kills at fixed moments (repeatable, varied).
+    for millis in [1300, 450, 900, 250, 1100, 700] {
+        let mut child = cadenced();
+        std::thread::sleep(Duration::from_millis(millis)); // the kill's moment, not a wait for an event
+        kill9(&mut child);
+        if published_count(&p, CHANNEL) == TEXTS.len() {
+            break;
+        }
+    }
+    // Then let it finish.
+    fake.clear_faults();
+    let mut child = cadenced();
+    fake.wait_until_blocking("every text posted", |s| {
+        TEXTS.iter().all(|t| s.posts_with_text(t) >= 1)
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while published_count(&p, CHANNEL) < TEXTS.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success(), "SIGTERM exits 0");
+
+    for text in TEXTS {
+        assert_eq!(fake.posts_with_text(text), 1, "posted exactly once: {text}");
+    }
+    assert_eq!(published_count(&p, CHANNEL), TEXTS.len());
+    let state = fake.state();
+    assert!(
+        state.requests_to("POST", "/2/tweets") > TEXTS.len(),
+        "the faults and kills caused resends"
+    );
+    assert!(state.timeline_reads > 0, "unsure attempts were read back");
+    drop(state);
+    // Every log row of a published post names its post on X; some were found by reading
+    // back (X answers 201 to a create; 200 is the read-back's).
+    let rows = log(&p);
+    assert!(
+        rows.iter()
+            .any(|r| r.status == "published" && r.detail == "HTTP 200"),
+        "{rows:#?}"
+    );
+    for row in rows.iter().filter(|r| r.status == "published") {
+        let id = row.remote_id.as_deref().unwrap();
+        assert_eq!(
+            row.remote_url.as_deref(),
+            Some(format!("https://x.com/i/web/status/{id}").as_str())
+        );
+    }
+    let lines = std::fs::read_to_string(&stderr).unwrap();
+    let db = std::fs::read(harness::database(&p)).unwrap();
+    for secret in [fake_x::CONSUMER_SECRET, fake_x::ACCESS_TOKEN_SECRET] {
+        assert!(!lines.contains(secret), "a log line holds a secret");
+        assert!(
+            !harness::contains(&db, secret),
+            "the database holds a secret"
+        );
+    }
+}
+
+/// What `cadenced auth` printed so far, shared with the "user" who reads it.
+#[derive(Clone, Default)]
+struct Screen(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Screen {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The user at the keyboard: reads the authorization address off the screen, allows the
+/// app on (fake) X's page, and pastes the address the browser was sent back to.
+struct User<'a> {
+    fake: &'a FakeX,
+    screen: Screen,
+    pasted: Option<std::io::Cursor<Vec<u8>>>,
+}
+
+impl User<'_> {
+    fn pasted(&mut self) -> &mut std::io::Cursor<Vec<u8>> {
+        if self.pasted.is_none() {
+            let shown = String::from_utf8(self.screen.0.lock().unwrap().clone()).unwrap();
+            let line = shown
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("https://x.com/i/oauth2/authorize?"))
+                .unwrap_or_else(|| panic!("no authorization address shown: {shown}"));
+            let url = url::Url::parse(line).unwrap();
+            let q: std::collections::HashMap<String, String> =
+                url.query_pairs().into_owned().collect();
+            assert_eq!(q["client_id"], fake_x::CLIENT_ID);
+            assert_eq!(q["code_challenge_method"], "S256");
+            let code = self
+                .fake
+                .authorize(&q["code_challenge"], &q["redirect_uri"], &q["scope"]);
+            let back = format!("{}?state={}&code={code}\n", q["redirect_uri"], q["state"]);
+            self.pasted = Some(std::io::Cursor::new(back.into_bytes()));
+        }
+        self.pasted.as_mut().unwrap()
+    }
+}
+
+impl std::io::Read for User<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.pasted().read(buf)
+    }
+}
+
+impl std::io::BufRead for User<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.pasted().fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.pasted().consume(amount);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn cadenced_auth_connects_the_account_with_pkce_and_the_daemon_posts_with_that_session() {
+    let clock = TestClock::at(START);
+    let fake = FakeX::start_with_clock(clock.clone()).await;
+    let p = project(&fake, Login::Refresh);
+    let channel = cadenced::config::load(&p.config())
+        .unwrap_or_else(|_| panic!("the config loads"))
+        .config
+        .channels
+        .remove(0);
+    let tokens = TokenStore::beside(&harness::database(&p));
+    let screen = Screen::default();
+    let mut user = User {
+        fake: &fake,
+        screen: screen.clone(),
+        pasted: None,
+    };
+    {
+        let _ticker = crate::fake_server::Ticker::start(harness::TICK);
+        cadenced::cli::auth::connect(
+            &channel,
+            &tokens,
+            &p.root().join("outbox"),
+            &*clock,
+            &mut user,
+            &mut screen.clone(),
+        )
+        .await
+        .unwrap();
+    }
+    let shown = String::from_utf8(screen.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        shown.contains(&format!("as @{}", fake_x::USERNAME)),
+        "{shown}"
+    );
+    // The fake gave tokens only for the verifier of the challenge it was shown.
+    let (refresh, access) = {
+        let state = fake.state();
+        assert_eq!(state.refresh_issued.len(), 1);
+        (
+            state.refresh_issued[0].clone(),
+            state.access_issued[0].clone(),
+        )
+    };
+    assert!(
+        !shown.contains(&refresh) && !shown.contains(&access),
+        "{shown}"
+    );
+    let stored = tokens.get(CHANNEL).unwrap();
+    assert_eq!(stored.values["refresh_token"].value.expose(), refresh);
+
+    // The daemon posts with that session: no renewal needed yet.
+    let text = "Connected: the first post from the new account link.";
+    p.post(&format!("{CHANNEL}/001-hello.md"), &format!("{text}\n"));
+    let d = harness::start(&p, &clock);
+    until_done(&p, "shop-x/001-hello.md", "published").await;
+    assert_eq!(d.stop().await, 1);
+    let state = fake.state();
+    assert_eq!(state.posts_with_text(text), 1);
+    assert!(
+        state.refresh_used.is_empty(),
+        "the access token was still fresh"
+    );
+    let create = state
+        .requests
+        .iter()
+        .find(|r| r.path == "/2/tweets")
+        .unwrap();
+    assert_eq!(
+        create.authorization.as_deref(),
+        Some(format!("Bearer {access}").as_str())
+    );
+}
