@@ -177,7 +177,21 @@ pub async fn publish(
             };
             return match a.platform.read_back(rb).await {
                 Reconciled::Posted(receipt) => Ok(Sent::Published(receipt)),
-                Reconciled::NotPosted | Reconciled::Unknown => Err(PublishError::Unknown {
+                // Every post since the attempt began was read and none is this one: the
+                // duplicate is older (the same text posted by hand, say). A resend would only
+                // be refused again, slot after slot, holding up the channel's queue.
+                Reconciled::NotPosted => Err(PublishError::Permanent {
+                    reason: format!(
+                        "{} refuses the post as a duplicate of one already on the account ({why}), and none of the account's posts since this attempt began is it",
+                        a.platform.title()
+                    ),
+                    fix: format!(
+                        "if the post is on the account after all, run `cadenced resolve {file} --posted URL`; if the account has an older post with the same text, change the text and run `cadenced retry {file}`",
+                        file = post.file
+                    ),
+                    http_status: net.last_status,
+                }),
+                Reconciled::Unknown => Err(PublishError::Unknown {
                     reason: format!(
                         "{} says the post exists already ({why}), and it could not be found among the account's recent posts",
                         a.platform.title()

@@ -518,3 +518,38 @@ async fn an_image_is_uploaded_once_across_a_resend_and_its_blob_and_size_reach_t
         "{kept:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_token_the_pds_no_longer_takes_falls_back_to_the_app_password_once() {
+    let (clock, fake, p) = setup().await;
+    p.post(
+        &format!("{CHANNEL}/001-first.md"),
+        "The winter collection lands in store this Saturday morning.\n",
+    );
+    let d = harness::start(&p, &clock);
+    until_done(&p, "shop-bsky/001-first.md", "published").await;
+    // A hundred days pass on the PDS: both of the session's tokens have expired there,
+    // while cadenced still holds them as good.
+    fake.advance(SignedDuration::from_hours(100 * 24));
+    let text = "Kids sizes are restocked in every colour this weekend.";
+    p.post(&format!("{CHANNEL}/002-kids.md"), &format!("{text}\n"));
+    until_done(&p, "shop-bsky/002-kids.md", "published").await;
+    assert_eq!(d.stop().await, 2);
+
+    let state = fake.state();
+    assert_eq!(state.posts_with_text(text), 1);
+    assert_eq!(state.refresh_refused.len(), 1, "the renewal was tried once");
+    assert_eq!(
+        state.sessions_created, 2,
+        "then one login with the app password"
+    );
+    assert_eq!(state.requests_to("com.atproto.repo.createRecord"), 3);
+    let stored = TokenStore::beside(&harness::database(&p))
+        .get(CHANNEL)
+        .unwrap();
+    assert_eq!(
+        stored.values["refresh_jwt"].value.expose(),
+        state.refresh_issued.last().unwrap()
+    );
+    assert!(stored.needs_auth.is_none());
+}

@@ -890,3 +890,48 @@ async fn cadenced_auth_connects_the_account_with_pkce_and_the_daemon_posts_with_
         Some(format!("Bearer {access}").as_str())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_duplicate_of_an_older_post_is_not_resent_every_slot_and_does_not_block_the_queue() {
+    let (clock, fake, p) = oauth2_setup().await;
+    // The shop posted this text by hand an hour before: X refuses it as a duplicate, and
+    // no post since this attempt began has it.
+    let text = "Free lace swap at the counter all weekend, bring your old pair.";
+    fake.add_post(text, clock_now(&clock) - SignedDuration::from_hours(1));
+    p.post(&format!("{CHANNEL}/001-laces.md"), &format!("{text}\n"));
+    p.post(
+        &format!("{CHANNEL}/002-next.md"),
+        "Kids sizes are restocked in every colour this weekend.\n",
+    );
+    let d = harness::start(&p, &clock);
+    until_done(&p, "shop-x/002-next.md", "published").await;
+    assert_eq!(d.stop().await, 1);
+
+    let state = fake.state();
+    assert_eq!(
+        state.posts_with_text(text),
+        1,
+        "still only the shop's own post"
+    );
+    let duplicates = state
+        .requests
+        .iter()
+        .filter(|r| r.path == "/2/tweets" && r.body.contains("Free lace swap"))
+        .count();
+    assert_eq!(duplicates, 1, "not sent again: {:#?}", state.requests);
+    drop(state);
+    let rows = log(&p);
+    let last = rows
+        .iter()
+        .rfind(|r| r.file == "shop-x/001-laces.md")
+        .unwrap();
+    assert_eq!(last.status, "failed", "{rows:#?}");
+    assert!(last.detail.contains("duplicate"), "{last:#?}");
+    let note =
+        std::fs::read_to_string(p.root().join("queue/shop-x/failed/001-laces.md.error")).unwrap();
+    assert!(
+        note.contains("cadenced resolve shop-x/001-laces.md --posted")
+            && note.contains("cadenced retry shop-x/001-laces.md"),
+        "{note}"
+    );
+}
