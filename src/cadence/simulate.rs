@@ -42,7 +42,7 @@ pub struct PlannedPost {
 pub fn simulate(channels: &[SimChannel], from: Timestamp, until: Timestamp) -> Vec<PlannedPost> {
     let mut out = Vec::new();
     for ch in channels {
-        out.extend(simulate_channel(ch, from, until));
+        out.extend(simulate_channel(ch, from, until, false));
     }
     out.sort_by(|a, b| {
         fate_time(&a.fate)
@@ -61,7 +61,28 @@ fn fate_time(f: &Fate) -> Option<Timestamp> {
     .or(Some(Timestamp::MAX))
 }
 
-fn simulate_channel(ch: &SimChannel, from: Timestamp, until: Timestamp) -> Vec<PlannedPost> {
+/// The channel's next post in `[from, until)` and when it goes out, as the daemon would
+/// decide it now: the same replay, stopped at the first publish (so it stays cheap with a
+/// long queue). `status` shows it as NEXT POST.
+pub fn first_publish(
+    ch: &SimChannel,
+    from: Timestamp,
+    until: Timestamp,
+) -> Option<(String, Timestamp)> {
+    simulate_channel(ch, from, until, true)
+        .into_iter()
+        .find_map(|p| match p.fate {
+            Fate::Published(t) => Some((p.id, t)),
+            _ => None,
+        })
+}
+
+fn simulate_channel(
+    ch: &SimChannel,
+    from: Timestamp,
+    until: Timestamp,
+    stop_at_first: bool,
+) -> Vec<PlannedPost> {
     let mut history = ch.history.clone();
     let mut pending = ch.pending.clone();
     let mut last_reason: Vec<(String, Wait)> = Vec::new();
@@ -90,6 +111,9 @@ fn simulate_channel(ch: &SimChannel, from: Timestamp, until: Timestamp) -> Vec<P
                 id: id.clone(),
                 fate: Fate::Expired(wake),
             });
+        }
+        if stop_at_first && !step.publish.is_empty() {
+            return out;
         }
         pending.retain(|p| !step.publish.contains(&p.id) && !step.expire.contains(&p.id));
         for (id, wait) in step.deferred {

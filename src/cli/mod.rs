@@ -89,8 +89,10 @@ pub enum Command {
         after_help = "Examples:\n  cadenced log --since 7d\n  cadenced log --channel shop-x --status failed,unknown --limit 20\n  cadenced log --follow\n  cadenced log --json | jq -r 'select(.status == \"published\") | .remote_url'\n\nStatuses: accepted, held, deferred, sending, published, failed, unknown, retried, resolved, expired, withdrawn.\nTimes are shown in each channel's zone, named; --json gives RFC 3339 UTC."
     )]
     Log(log::Args),
-    /// Per channel: queued files, today's count against the cap, the next slot, held and unsure posts, the last error.
-    #[command(after_help = "Examples:\n  cadenced status\n  cadenced status --json")]
+    /// Per channel, as the running daemon sees it: queued files, today's count against the cap, the next post and when, held, failed and unsure posts.
+    #[command(
+        after_help = "Examples:\n  cadenced status\n  cadenced status --json\n\nThe daemon records each channel's state in the publish log, so anyone who can read the log (the cadenced group) sees the daemon's view, credentials included. When the daemon is not running or its record is stale, status says so and shows what it can judge itself."
+    )]
     Status(status::Args),
     /// Per channel: posts that went out in the last N days against the N days before.
     #[command(after_help = "Examples:\n  cadenced report\n  cadenced report --days 7 --json")]

@@ -15,6 +15,7 @@
 pub mod demo;
 pub mod lock;
 mod publish;
+pub mod status;
 pub mod systemd;
 
 use std::collections::{HashMap, HashSet};
@@ -239,7 +240,9 @@ pub async fn run_config(
         // One look at the queue and the log per wake, shared by the three questions below.
         let snapshot = daemon.snapshot(now);
         let next = snapshot.as_ref().and_then(|s| daemon.next_wake(s, now));
-        if let Some((review, _)) = &snapshot {
+        if let Some((review, log)) = &snapshot {
+            // Recorded before STATUS= goes out: once systemd shows it, `cadenced status` can.
+            daemon.record_status(review, log, now);
             daemon.report_status(review, next.clone());
         }
         if let Some(interval) = daemon.notifier.watchdog_interval()

@@ -108,6 +108,31 @@ CREATE TABLE attempt_state (
 ALTER TABLE attempts ADD COLUMN key_started TEXT;
 ALTER TABLE attempts ADD COLUMN key_reusable INTEGER NOT NULL DEFAULT 0;
 "#,
+    // What the daemon knows about each channel (store::status), replaced after each
+    // evaluation, so `cadenced status` shows the daemon's view, not the calling shell's.
+    r#"
+CREATE TABLE channel_status (
+    channel            TEXT PRIMARY KEY,
+    recorded           TEXT NOT NULL,
+    pid                INTEGER NOT NULL,
+    platform           TEXT NOT NULL,
+    timezone           TEXT NOT NULL,
+    disabled_reason    TEXT,
+    paused             INTEGER NOT NULL,
+    dry_run            INTEGER NOT NULL,
+    queued             INTEGER NOT NULL,
+    held               INTEGER NOT NULL,
+    published_today    INTEGER NOT NULL,
+    max_per_day        INTEGER NOT NULL,
+    failed             INTEGER NOT NULL,
+    unknown            INTEGER NOT NULL,
+    next_file          TEXT,
+    next_at            TEXT,
+    last_attempt_at    TEXT,
+    last_attempt_state TEXT,
+    last_attempt_file  TEXT
+);
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -792,3 +817,7 @@ mod tests {
 // Reading the log for people and the person's answers (retry, resolve).
 mod queries;
 pub use queries::{Answered, AttemptSummary, LogQuery, LogRow, PostCounts};
+
+// What the daemon knows about each channel, for `cadenced status`.
+mod status;
+pub use status::ChannelRecord;
