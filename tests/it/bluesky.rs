@@ -553,3 +553,68 @@ async fn a_refresh_token_the_pds_no_longer_takes_falls_back_to_the_app_password_
     );
     assert!(stored.needs_auth.is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_link_becomes_a_card_with_the_page_s_title_or_the_post_s_own() {
+    let (clock, fake, p) = setup().await;
+    fake.serve_page(
+        "/winter-sale",
+        "<html><head><title>Shop</title><meta property=\"og:title\" content=\"冬季促销 &amp; Winter sale\"><meta property=\"og:description\" content=\"All sneakers 20% off\"></head><body>…</body></html>",
+    );
+    let page = format!("{}/winter-sale", fake.url());
+    p.post(
+        &format!("{CHANNEL}/001-card.md"),
+        &format!("+++\nlink = \"{page}\"\n+++\nOur winter sale starts today.\n"),
+    );
+    p.post(
+        &format!("{CHANNEL}/002-own.md"),
+        &format!(
+            "+++\nlink = \"{page}\"\n[platform]\ntitle = \"Repair days\"\ndescription = \"Free resoling for members\"\n+++\nRepair days are back.\n"
+        ),
+    );
+    let d = harness::start(&p, &clock);
+    until_done(&p, "shop-bsky/002-own.md", "published").await;
+    assert_eq!(d.stop().await, 2);
+
+    let state = fake.state();
+    let posts = state.posts();
+    let card = |text: &str| {
+        posts
+            .iter()
+            .find(|r| r.text() == text)
+            .unwrap_or_else(|| panic!("{text}: {posts:#?}"))
+            .value["embed"]
+            .clone()
+    };
+    let read = card("Our winter sale starts today.");
+    assert_eq!(read["$type"], "app.bsky.embed.external");
+    assert_eq!(read["external"]["uri"], page.as_str());
+    assert_eq!(read["external"]["title"], "冬季促销 & Winter sale");
+    assert_eq!(read["external"]["description"], "All sneakers 20% off");
+    let own = card("Repair days are back.");
+    assert_eq!(own["external"]["title"], "Repair days");
+    assert_eq!(own["external"]["description"], "Free resoling for members");
+    let page_reads = state
+        .requests
+        .iter()
+        .filter(|r| r.path == "/winter-sale")
+        .count();
+    assert_eq!(
+        page_reads, 1,
+        "the post with its own title did not read the page"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_that_never_comes_times_out_and_the_key_is_read_back() {
+    let (clock, fake, p) = setup().await;
+    fake.fail_next_create(Fault::HangAfter);
+    let text = "Our free repair workshop is back on 12 December.";
+    p.post(&format!("{CHANNEL}/001-workshop.md"), &format!("{text}\n"));
+    let d = harness::start(&p, &clock);
+    until_done(&p, "shop-bsky/001-workshop.md", "published").await;
+    assert_eq!(d.stop().await, 1);
+
+    assert_eq!(fake.posts_with_text(text), 1);
+    assert_eq!(fake.create_requests(), 1);
+}

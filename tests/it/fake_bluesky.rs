@@ -163,6 +163,8 @@ pub struct State {
     /// Handles this PDS (and its directory) resolves, to DIDs.
     pub handles: HashMap<String, String>,
     pub app_password: String,
+    /// Web pages served outside `/xrpc/` (a shop page a link card reads), by path.
+    pub pages: HashMap<String, String>,
     tokens: HashMap<String, TokenInfo>,
     windows: HashMap<&'static str, (Timestamp, u32)>,
     revision: u64,
@@ -268,6 +270,7 @@ fn new_state() -> State {
             (FRIEND_HANDLE.to_string(), FRIEND_DID.to_string()),
         ]),
         app_password: APP_PASSWORD.to_string(),
+        pages: HashMap::new(),
         tokens: HashMap::new(),
         windows: HashMap::new(),
         revision: 0,
@@ -333,6 +336,12 @@ impl FakeBluesky {
             s.create_faults.clear();
             s.get_faults.clear();
         });
+    }
+
+    /// Serves `html` at `path` (outside `/xrpc/`): a web page a link card reads.
+    pub fn serve_page(&self, path: &str, html: &str) {
+        self.0
+            .update(|s| s.pages.insert(path.to_string(), html.to_string()));
     }
 
     /// A new app password: the old one stops working (the user revoked it).
@@ -468,7 +477,15 @@ fn handle(shared: &Shared<State>, req: &Received) -> Outcome {
         })
     });
     let Some(method) = req.path.strip_prefix("/xrpc/") else {
-        return Outcome::Answer(xrpc_error(StatusCode::NOT_FOUND, "NotFound", "Not Found"));
+        let page = shared.lock().pages.get(&req.path).cloned();
+        return Outcome::Answer(match page {
+            Some(html) if req.method == Method::GET => hyper::Response::builder()
+                .status(StatusCode::OK)
+                .header(CONTENT_TYPE, "text/html; charset=utf-8")
+                .body(http_body_util::Full::new(bytes::Bytes::from(html)))
+                .unwrap(),
+            _ => xrpc_error(StatusCode::NOT_FOUND, "NotFound", "Not Found"),
+        });
     };
     // Rate limits: createSession's own, and the general one every route shares.
     let (route, limit, window): (&'static str, u32, SignedDuration) = match method {

@@ -935,3 +935,70 @@ async fn a_duplicate_of_an_older_post_is_not_resent_every_slot_and_does_not_bloc
         "{note}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_upload_is_tried_again_and_the_post_goes_out_once() {
+    let (clock, fake, p) = oauth2_setup().await;
+    fake.fail_next_upload(Fault::ErrorBeforeCreate(503));
+    std::fs::create_dir_all(p.root().join("queue/_media")).unwrap();
+    std::fs::write(
+        p.root().join("queue/_media/box.png"),
+        harness::png(800, 800, 2048),
+    )
+    .unwrap();
+    let text = "New boxes, same shoes.";
+    p.post(
+        &format!("{CHANNEL}/001-box.md"),
+        &format!(
+            "+++\nmedia = [{{ path = \"../_media/box.png\", alt = \"A shoe box\" }}]\n+++\n{text}\n"
+        ),
+    );
+    let d = harness::start(&p, &clock);
+    until_done(&p, "shop-x/001-box.md", "published").await;
+    assert_eq!(d.stop().await, 1);
+
+    let state = fake.state();
+    assert_eq!(state.requests_to("POST", "/2/media/upload"), 2);
+    assert_eq!(state.media.len(), 1, "the refused upload stored nothing");
+    assert_eq!(
+        state.create_requests, 1,
+        "nothing was posted before the upload worked"
+    );
+    assert_eq!(state.posts_with_text(text), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_image_only_post_whose_answer_is_lost_ends_unknown_and_is_not_resent() {
+    let (clock, fake, p) = oauth2_setup().await;
+    fake.fail_next_create(Fault::ErrorAfterCreate(500));
+    std::fs::create_dir_all(p.root().join("queue/_media")).unwrap();
+    std::fs::write(
+        p.root().join("queue/_media/shelf.png"),
+        harness::png(800, 600, 2048),
+    )
+    .unwrap();
+    // No text: nothing to recognise the post by among the account's posts.
+    p.post(
+        &format!("{CHANNEL}/001-shelf.md"),
+        "+++\nmedia = [{ path = \"../_media/shelf.png\", alt = \"The new shelf\" }]\n+++\n",
+    );
+    let d = harness::start(&p, &clock);
+    until_done(&p, "shop-x/001-shelf.md", "unknown").await;
+    tokio::time::sleep(Duration::from_secs(20 * 60)).await;
+    assert_eq!(d.stop().await, 0);
+
+    let state = fake.state();
+    assert_eq!(state.posts.len(), 1, "it went out, once");
+    assert_eq!(state.create_requests, 1, "never resent blind");
+    drop(state);
+    let rows = log(&p);
+    let unknown: Vec<&Row> = rows.iter().filter(|r| r.status == "unknown").collect();
+    assert_eq!(unknown.len(), 1, "{rows:#?}");
+    assert!(
+        unknown[0]
+            .detail
+            .contains("cadenced resolve shop-x/001-shelf.md --posted"),
+        "{:#?}",
+        unknown[0]
+    );
+}
