@@ -650,6 +650,8 @@ fn sigkill_while_publishing_to_x_posts_each_file_exactly_once() {
         "冬季促销：全场运动鞋八折，周六门店还有免费护理讲座",
     ];
     let fake = FakeX::start_on_thread();
+    // Creates #1 and #3 hang (the kills land there); #2, #4 and #5 fail in the daemon's
+    // hands.
     for fault in [
         Fault::HangAfterCreate,
         Fault::DropAfterCreate,
@@ -695,17 +697,22 @@ fn sigkill_while_publishing_to_x_posts_each_file_exactly_once() {
             .unwrap()
     };
 
-    // A few kills at fixed moments (repeatable, varied).
-    for millis in [1300, 450, 900, 250, 1100, 700] {
+    // Kills where they matter, on the fake's word: while the first create hangs after X
+    // made the post, and while the third hangs before it did.
+    for creates in [1, 3] {
+        let mut child = cadenced();
+        fake.wait_until_blocking(&format!("create #{creates} is in flight"), |s| {
+            s.create_requests >= creates
+        });
+        kill9(&mut child);
+    }
+    // Then a few at fixed moments (repeatable, varied: they land wherever the daemon is).
+    for millis in [900, 250, 600] {
         let mut child = cadenced();
         std::thread::sleep(Duration::from_millis(millis)); // the kill's moment, not a wait for an event
         kill9(&mut child);
-        if published_count(&p, CHANNEL) == TEXTS.len() {
-            break;
-        }
     }
-    // Then let it finish.
-    fake.clear_faults();
+    // Then let it finish (the faults left are met in one run).
     let mut child = cadenced();
     fake.wait_until_blocking("every text posted", |s| {
         TEXTS.iter().all(|t| s.posts_with_text(t) >= 1)
@@ -722,6 +729,7 @@ fn sigkill_while_publishing_to_x_posts_each_file_exactly_once() {
     }
     assert_eq!(published_count(&p, CHANNEL), TEXTS.len());
     let state = fake.state();
+    assert!(state.create_faults.is_empty(), "every fault was met");
     assert!(
         state.requests_to("POST", "/2/tweets") > TEXTS.len(),
         "the faults and kills caused resends"
