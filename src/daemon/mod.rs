@@ -358,16 +358,7 @@ impl Daemon {
     fn build_adapters(&mut self) {
         let creds = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
         let env = |n: &str| std::env::var(n).ok();
-        let ctx = ConnectCtx {
-            env: &env,
-            credentials_dir: creds.as_deref(),
-            outbox: &self.config.outbox,
-            tokens: Some(TokenStore::beside(&self.config.database)),
-            media: Arc::new(publish::QueueMedia {
-                root: self.config.queue.clone(),
-            }),
-            hidden_env: config::credential_env_names(&self.config),
-        };
+        let ctx = connect_ctx(&self.config, &env, creds.as_deref());
         self.adapters.clear();
         self.disabled.clear();
         for ch in &self.config.channels {
@@ -1053,6 +1044,26 @@ impl Daemon {
         };
         self.notifier
             .status(&format!("{queued} queued; next: {next_text}{disabled}"));
+    }
+}
+
+/// What `adapter::connect` needs to build a channel's adapter: the daemon's own context,
+/// also used by `cadenced check`, so whatever makes `run` disable a channel makes `check`
+/// fail (one path for both).
+pub fn connect_ctx<'a>(
+    config: &'a Config,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    credentials_dir: Option<&'a Path>,
+) -> ConnectCtx<'a> {
+    ConnectCtx {
+        env,
+        credentials_dir,
+        outbox: &config.outbox,
+        tokens: Some(TokenStore::beside(&config.database)),
+        media: Arc::new(publish::QueueMedia {
+            root: config.queue.clone(),
+        }),
+        hidden_env: config::credential_env_names(config),
     }
 }
 
