@@ -618,3 +618,121 @@ async fn an_answer_that_never_comes_times_out_and_the_key_is_read_back() {
     assert_eq!(fake.posts_with_text(text), 1);
     assert_eq!(fake.create_requests(), 1);
 }
+
+/// The real binary, killed with SIGKILL while it publishes to the fake PDS: twice on the
+/// fake's word (a create hanging after the record exists, one hanging before), then at
+/// fixed moments. Each text ends as one record, each file in `published/`, and no session
+/// token or app password in the logs or the database. (`pds.rs` does this against the
+/// reference server when it is installed; this one runs everywhere.)
+#[test]
+fn sigkill_while_publishing_to_bluesky_makes_each_record_exactly_once() {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+
+    use crate::support::{kill9, published_count};
+
+    const TEXTS: [&str; 6] = [
+        "New trail runners arrived today in six colours #sneakers",
+        "How to keep suede dry through a rainy winter week",
+        "Our free repair workshop is back on 12 December",
+        "Kids sizes are restocked in every colour this weekend 👟",
+        "Five ways to lace your sneakers for wide feet",
+        "冬季促销：全场运动鞋八折 #运动鞋",
+    ];
+    let fake = FakeBluesky::start_on_thread();
+    for fault in [
+        Fault::HangAfter,
+        Fault::DropAfter,
+        Fault::HangBefore,
+        Fault::ErrorAfter(500),
+        Fault::ErrorBefore(503),
+    ] {
+        fake.fail_next_create(fault);
+    }
+    let p = project(&fake, fake_bluesky::APP_PASSWORD);
+    let config = std::fs::read_to_string(p.config())
+        .unwrap()
+        .replace("slots = [\"0 */15 * * * *\"]", "slots = [\"* * * * * *\"]")
+        .replace("max_per_day = 20", "max_per_day = 100");
+    std::fs::write(p.config(), config).unwrap();
+    for (i, text) in TEXTS.iter().enumerate() {
+        p.post(&format!("{CHANNEL}/{i:03}.md"), &format!("{text}\n"));
+    }
+    let stderr = p.root().join("stderr.log");
+    let cadenced = || {
+        Command::new(assert_cmd::cargo::cargo_bin("cadenced"))
+            .current_dir(p.root())
+            .args(["run", "--config"])
+            .arg(p.config())
+            .env("RUST_LOG", "debug")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&stderr)
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap()
+    };
+    for creates in [1, 3] {
+        let mut child = cadenced();
+        fake.wait_until_blocking(&format!("create #{creates} is in flight"), |s| {
+            s.create_requests >= creates
+        });
+        kill9(&mut child);
+    }
+    for millis in [900, 250, 600] {
+        let mut child = cadenced();
+        std::thread::sleep(Duration::from_millis(millis)); // the kill's moment, not a wait for an event
+        kill9(&mut child);
+    }
+    let mut child = cadenced();
+    fake.wait_until_blocking("every text posted", |s| {
+        TEXTS.iter().all(|t| s.posts_with_text(t) >= 1)
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while published_count(&p, CHANNEL) < TEXTS.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success(), "SIGTERM exits 0");
+
+    let state = fake.state();
+    for text in TEXTS {
+        assert_eq!(state.posts_with_text(text), 1, "one record: {text}");
+    }
+    assert!(state.create_faults.is_empty(), "every fault was met");
+    assert!(
+        state.requests_to("com.atproto.repo.getRecord") > 0,
+        "read back by key"
+    );
+    assert!(
+        state.sessions_created <= 6,
+        "the session is kept across restarts"
+    );
+    let tokens: Vec<String> = state
+        .access_issued
+        .iter()
+        .chain(&state.refresh_issued)
+        .cloned()
+        .collect();
+    drop(state);
+    assert_eq!(published_count(&p, CHANNEL), TEXTS.len());
+    let lines = std::fs::read_to_string(&stderr).unwrap();
+    let db = std::fs::read(harness::database(&p)).unwrap();
+    for secret in tokens
+        .iter()
+        .map(String::as_str)
+        .chain([fake_bluesky::APP_PASSWORD])
+    {
+        assert!(!lines.contains(secret), "a log line holds a secret");
+        assert!(
+            !harness::contains(&db, secret),
+            "the database holds a secret"
+        );
+    }
+}

@@ -1010,3 +1010,52 @@ async fn an_image_only_post_whose_answer_is_lost_ends_unknown_and_is_not_resent(
         unknown[0]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_token_x_refuses_pauses_the_channel_and_asks_for_cadenced_auth() {
+    let clock = TestClock::at(START);
+    let fake = FakeX::start_with_clock(clock.clone()).await;
+    let p = project(&fake, Login::Refresh);
+    // Rotated away by another copy of the token (or revoked): X no longer knows it.
+    seed_refresh_token(&p, "fakexrt-not-known-to-x", clock_now(&clock));
+    p.post(
+        &format!("{CHANNEL}/001-sale.md"),
+        "Sale on all trail runners until Sunday night.\n",
+    );
+    let d = harness::start(&p, &clock);
+    until_done(&p, "shop-x/001-sale.md", "retried").await;
+    tokio::time::sleep(Duration::from_secs(16 * 60)).await;
+    assert_eq!(d.stop().await, 0);
+
+    let state = fake.state();
+    assert_eq!(
+        state.refresh_refused,
+        ["fakexrt-not-known-to-x"],
+        "asked once"
+    );
+    assert_eq!(state.requests_to("POST", "/2/tweets"), 0);
+    drop(state);
+    assert!(queued(&p, "shop-x/001-sale.md"), "the post stays queued");
+    let rows = log(&p);
+    let retried: Vec<&Row> = rows.iter().filter(|r| r.status == "retried").collect();
+    assert_eq!(retried.len(), 1, "{rows:#?}");
+    assert!(
+        retried[0].detail.contains("cadenced auth shop-x")
+            && retried[0]
+                .detail
+                .contains("Value passed for the token was invalid."),
+        "{:#?}",
+        retried[0]
+    );
+    let tokens = TokenStore::beside(&harness::database(&p))
+        .get(CHANNEL)
+        .unwrap();
+    assert!(tokens.needs_auth.is_some());
+    assert!(
+        !harness::contains(
+            &std::fs::read(harness::database(&p)).unwrap(),
+            "fakexrt-not-known-to-x"
+        ),
+        "the refused token is not in the database either"
+    );
+}
