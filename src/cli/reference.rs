@@ -92,7 +92,7 @@ pub const TOP_LEVEL: &[KeyDoc] = &[
         "defaults",
         "a table",
         "none",
-        "Channel keys every channel inherits unless it sets its own (see CHANNEL KEYS).",
+        "Channel keys every channel inherits unless it sets its own (the channel keys below).",
         "[defaults]\ntimezone = \"Europe/Madrid\"",
     ),
     key(
@@ -239,7 +239,7 @@ pub const POST: &[KeyDoc] = &[
         "platform",
         "a table",
         "none",
-        "Platform-specific fields, named as the platform's API names them (see PLATFORM FIELDS).",
+        "Platform-specific fields, named as the platform's API names them; each platform checks its own (`man cadenced-posts` lists them).",
         "[platform]\nvisibility = \"unlisted\"",
     ),
 ];
@@ -261,6 +261,82 @@ pub const MEDIA: &[KeyDoc] = &[
         r#"alt = "Red sneakers on a shelf""#,
     ),
 ];
+
+/// README's reference tables, in Markdown: every config key (top level, channel, each
+/// platform's) and every post field, with what it takes and its default. README holds this
+/// text between `<!-- reference:begin -->` and `<!-- reference:end -->`; a test keeps the
+/// two identical (its failure prints the text to paste).
+pub fn markdown() -> String {
+    fn cell(s: &str) -> String {
+        s.replace('|', "\\|").replace('\n', " ")
+    }
+    fn row(out: &mut String, cells: &[&str]) {
+        out.push('|');
+        for c in cells {
+            out.push(' ');
+            out.push_str(&cell(c));
+            out.push_str(" |");
+        }
+        out.push('\n');
+    }
+    let code = |k: &str| format!("`{k}`");
+    let mut out = String::new();
+    out.push_str("**The config** (`man cadenced.toml`; paths relative to the config file):\n\n");
+    row(
+        &mut out,
+        &["key", "where", "takes", "default", "what it does"],
+    );
+    row(&mut out, &["---", "---", "---", "---", "---"]);
+    for d in TOP_LEVEL {
+        row(
+            &mut out,
+            &[&code(&d.key), "top level", &d.takes, &d.default, &d.about],
+        );
+    }
+    for d in CHANNEL {
+        let place = if d.key == "platform" {
+            "channel"
+        } else {
+            "channel or `[defaults]`"
+        };
+        row(
+            &mut out,
+            &[&code(&d.key), place, &d.takes, &d.default, &d.about],
+        );
+    }
+    for p in Platform::all() {
+        for d in platform_keys(p) {
+            row(
+                &mut out,
+                &[
+                    &code(&d.key),
+                    &format!("`{}` channel", p.name()),
+                    &d.takes,
+                    &d.default,
+                    &d.about,
+                ],
+            );
+        }
+    }
+    out.push_str("\n**Post files** (`man cadenced-posts`; every field is optional):\n\n");
+    row(&mut out, &["field", "takes", "default", "what it does"]);
+    row(&mut out, &["---", "---", "---", "---"]);
+    for d in POST {
+        row(&mut out, &[&code(&d.key), &d.takes, &d.default, &d.about]);
+    }
+    for d in MEDIA {
+        row(
+            &mut out,
+            &[
+                &format!("`media` `{}`", d.key),
+                &d.takes,
+                &d.default,
+                &d.about,
+            ],
+        );
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {
@@ -288,6 +364,23 @@ mod tests {
             let declared: Vec<&'static str> = crate::config::platform_keys(p).collect();
             assert_eq!(keys(&platform_keys(p)), sorted(&declared), "{p}");
         }
+    }
+
+    #[test]
+    fn readme_holds_the_reference_tables_as_generated() {
+        let readme = include_str!("../../README.md");
+        let begin = "<!-- reference:begin -->\n";
+        let end = "<!-- reference:end -->";
+        let start = readme
+            .find(begin)
+            .expect("README has the reference markers")
+            + begin.len();
+        let stop = readme[start..].find(end).expect("an end marker") + start;
+        let expected = markdown();
+        assert!(
+            readme[start..stop] == expected,
+            "README's reference tables are out of date: put the output of `cargo run --example manpages -- --readme` between the markers:\n{expected}"
+        );
     }
 
     #[test]
