@@ -8,10 +8,11 @@
 //! another, so candidates are visited in that order and each one that is not held joins
 //! the index that later candidates are compared against.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::pending_index::{DocId, PendingIndex};
 use super::similarity::{Fingerprint, Index};
 /// A platform, by the name the config and the log use (`x`, `mastodon`): all the rules
 /// here need is whether two channels are on the same one. The policy knows nothing else
@@ -102,82 +103,462 @@ impl HoldReason {
     }
 }
 
-#[derive(Clone)]
-enum Entry {
-    Past(usize),
-    Pending(usize),
+/// A post from the log that went out (or may have), found near a text, with its
+/// similarity to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PastHit {
+    /// `<channel>/<file name>` as logged.
+    pub id: String,
+    pub channel: String,
+    pub platform: Platform,
+    pub at: Timestamp,
+    pub similarity: f64,
 }
 
-/// Decides which candidates rules 5 and 6 hold. `now` bounds the unique windows.
-pub fn find_holds(
-    channels: &[ChannelView],
-    candidates: &[Candidate],
-    past: &[PastPost],
-    now: Timestamp,
-) -> HashMap<String, HoldReason> {
-    let mut holds = HashMap::new();
-    let Some(min_threshold) = channels.iter().map(|c| c.similarity).reduce(f64::min) else {
-        return holds;
-    };
-    let longest_window = channels
-        .iter()
-        .map(|c| c.unique_window)
-        .max()
-        .unwrap_or_default();
-    let by_name: HashMap<&str, &ChannelView> =
-        channels.iter().map(|c| (c.name.as_str(), c)).collect();
+/// Where rules 5 and 6 look for published posts: the log's index on disk in the daemon and
+/// the commands, a list in memory in tests.
+pub trait Past {
+    /// Posts counted at or after `since` whose similarity with `fingerprint` is at least
+    /// `threshold`, oldest first. An error means the log could not be read: nothing may be
+    /// judged free of duplicates then.
+    fn near(
+        &self,
+        fingerprint: &Fingerprint,
+        threshold: f64,
+        since: Timestamp,
+    ) -> Result<Vec<PastHit>, String>;
+}
 
-    let mut index: Index<Entry> = Index::new();
-    for (i, p) in past.iter().enumerate() {
-        if now.duration_since(p.at) <= longest_window {
-            index.insert(Entry::Past(i), p.fingerprint.clone());
+/// Published posts held in memory, for tests and small logs.
+pub struct PastPosts {
+    posts: Vec<PastPost>,
+    index: Index<usize>,
+}
+
+impl PastPosts {
+    pub fn new(posts: Vec<PastPost>) -> Self {
+        let mut index = Index::new();
+        for (i, p) in posts.iter().enumerate() {
+            index.insert(i, p.fingerprint.clone());
+        }
+        PastPosts { posts, index }
+    }
+}
+
+impl Past for PastPosts {
+    fn near(
+        &self,
+        fingerprint: &Fingerprint,
+        threshold: f64,
+        since: Timestamp,
+    ) -> Result<Vec<PastHit>, String> {
+        let mut hits: Vec<(usize, f64)> = self
+            .index
+            .find(fingerprint, threshold)
+            .into_iter()
+            .filter(|(i, _)| self.posts[*i].at >= since)
+            .collect();
+        hits.sort_by_key(|(i, _)| (self.posts[*i].at, *i));
+        Ok(hits
+            .into_iter()
+            .map(|(i, similarity)| {
+                let p = &self.posts[i];
+                PastHit {
+                    id: p.id.clone(),
+                    channel: p.channel.clone(),
+                    platform: p.platform,
+                    at: p.at,
+                    similarity,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Which candidates rules 5 and 6 hold, kept up to date one candidate at a time.
+///
+/// A candidate's hold depends only on the published posts and on the candidates before it
+/// ("first": first seen, then modification time, then id). So a change to one candidate
+/// can only change the holds of candidates after it that are near-duplicates of it (its
+/// old or its new text), and of those only the ones whose own hold then changes pass it
+/// on. [`Holds::upsert`] and [`Holds::remove`] re-judge exactly that set, in order, so the
+/// result is always what judging every candidate in order from scratch gives
+/// ([`find_holds`], which is built on this).
+pub struct Holds {
+    channels: Vec<ChannelView>,
+    by_name: HashMap<String, usize>,
+    min_threshold: f64,
+    longest_window: SignedDuration,
+    index: PendingIndex<u32>,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    by_id: HashMap<Box<str>, u32>,
+}
+
+struct Slot {
+    id: Box<str>,
+    channel: usize,
+    first_seen: Option<Timestamp>,
+    modified: Timestamp,
+    doc: DocId,
+    /// The best hold by a published post.
+    past: Option<Box<HoldReason>>,
+    /// The best hold by an earlier candidate that is not held itself.
+    pending: Option<Box<HoldReason>>,
+}
+
+/// The order of "first".
+type Key = (bool, Option<Timestamp>, Timestamp, Box<[u8]>, u32);
+
+impl Slot {
+    fn key(&self, slot: u32) -> Key {
+        (
+            self.first_seen.is_none(),
+            self.first_seen,
+            self.modified,
+            self.id.as_bytes().into(),
+            slot,
+        )
+    }
+
+    fn held(&self) -> bool {
+        self.past.is_some() || self.pending.is_some()
+    }
+
+    /// The hold that counts: the most similar other post; a published one on a tie (the
+    /// log's posts were compared first).
+    fn reason(&self) -> Option<&HoldReason> {
+        match (&self.past, &self.pending) {
+            (Some(p), Some(q)) if q.similarity > p.similarity => Some(q),
+            (Some(p), _) => Some(p),
+            (None, q) => q.as_deref(),
+        }
+    }
+}
+
+/// A candidate whose hold changed: its id and its hold now.
+pub type HoldChange = (String, Option<HoldReason>);
+
+impl Holds {
+    pub fn new(channels: Vec<ChannelView>) -> Self {
+        let min_threshold = channels
+            .iter()
+            .map(|c| c.similarity)
+            .reduce(f64::min)
+            .unwrap_or(1.0);
+        let longest_window = channels
+            .iter()
+            .map(|c| c.unique_window)
+            .max()
+            .unwrap_or_default();
+        let by_name = channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        Holds {
+            channels,
+            by_name,
+            min_threshold,
+            longest_window,
+            index: PendingIndex::new(min_threshold),
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_id: HashMap::new(),
         }
     }
 
-    let mut order: Vec<usize> = (0..candidates.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (a, b) = (&candidates[a], &candidates[b]);
-        (
-            a.first_seen.is_none(),
-            a.first_seen,
-            a.modified,
-            a.id.as_bytes(),
-        )
-            .cmp(&(
-                b.first_seen.is_none(),
-                b.first_seen,
-                b.modified,
-                b.id.as_bytes(),
-            ))
-    });
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
 
-    for ci in order {
-        let cand = &candidates[ci];
-        let this = &channels[cand.channel];
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// The hold of a candidate, if it is held.
+    pub fn hold(&self, id: &str) -> Option<&HoldReason> {
+        let slot = *self.by_id.get(id)?;
+        self.slot(slot).reason()
+    }
+
+    /// When the published post that holds a candidate leaves its window: the hold must be
+    /// judged again then.
+    pub fn past_hold_ends(&self, id: &str) -> Option<Timestamp> {
+        let slot = self.slot(*self.by_id.get(id)?);
+        let published = slot.past.as_ref()?.published?;
+        Some(published + self.channels[slot.channel].unique_window)
+    }
+
+    pub fn approx_heap_bytes(&self) -> usize {
+        self.index.approx_heap_bytes()
+            + self.slots.capacity() * std::mem::size_of::<Option<Slot>>()
+            + self.by_id.keys().map(|k| 2 * k.len() + 24).sum::<usize>()
+    }
+
+    /// Adds a candidate, or replaces the one with the same id (a new version, or a new
+    /// "first seen"). Returns every candidate whose hold changed, this one always.
+    pub fn upsert(
+        &mut self,
+        cand: Candidate,
+        past: &dyn Past,
+        now: Timestamp,
+    ) -> Result<Vec<HoldChange>, String> {
+        let past_hold = self.best_past(cand.channel, &cand.fingerprint, past, now)?;
+        let mut dirty = BTreeSet::new();
+        let mut changes = Vec::new();
+        if let Some(old) = self.by_id.get(cand.id.as_str()).copied() {
+            self.take_out(old, &mut dirty);
+        }
+        let doc_slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 candidates")
+            }
+        };
+        let doc = self.index.insert(doc_slot, &cand.fingerprint);
+        self.slots[doc_slot as usize] = Some(Slot {
+            id: cand.id.as_str().into(),
+            channel: cand.channel,
+            first_seen: cand.first_seen,
+            modified: cand.modified,
+            doc,
+            past: past_hold.map(Box::new),
+            pending: None,
+        });
+        self.by_id.insert(cand.id.as_str().into(), doc_slot);
+        dirty.insert(self.slot(doc_slot).key(doc_slot));
+        self.settle_with(dirty, &mut changes, Some(doc_slot));
+        Ok(dedup(changes))
+    }
+
+    /// Takes a candidate out (published, withdrawn, no longer valid). Returns the other
+    /// candidates whose hold changed.
+    pub fn remove(&mut self, id: &str) -> Vec<HoldChange> {
+        let Some(slot) = self.by_id.get(id).copied() else {
+            return Vec::new();
+        };
+        let mut dirty = BTreeSet::new();
+        self.take_out(slot, &mut dirty);
+        let mut changes = Vec::new();
+        self.settle(dirty, &mut changes);
+        dedup(changes)
+    }
+
+    /// The log changed near this text (a post went out, or an attempt stopped counting):
+    /// the candidates near it look at the published posts again.
+    pub fn log_changed_near(
+        &mut self,
+        fingerprint: &Fingerprint,
+        past: &dyn Past,
+        now: Timestamp,
+    ) -> Result<Vec<HoldChange>, String> {
+        let slots: Vec<u32> = self
+            .index
+            .find(fingerprint, self.min_threshold)
+            .into_iter()
+            .filter_map(|(doc, _)| self.index.key(doc).copied())
+            .collect();
+        self.recheck_past(slots, past, now)
+    }
+
+    /// These candidates look at the published posts again (a hold's window ended).
+    pub fn recheck(
+        &mut self,
+        ids: &[&str],
+        past: &dyn Past,
+        now: Timestamp,
+    ) -> Result<Vec<HoldChange>, String> {
+        let slots = ids
+            .iter()
+            .filter_map(|id| self.by_id.get(*id).copied())
+            .collect();
+        self.recheck_past(slots, past, now)
+    }
+
+    fn recheck_past(
+        &mut self,
+        slots: Vec<u32>,
+        past: &dyn Past,
+        now: Timestamp,
+    ) -> Result<Vec<HoldChange>, String> {
+        let mut fresh = Vec::with_capacity(slots.len());
+        for &s in &slots {
+            let slot = self.slot(s);
+            let fp = Fingerprint::of_normalized(self.index.text(slot.doc).unwrap_or_default());
+            fresh.push(self.best_past(slot.channel, &fp, past, now)?);
+        }
+        let mut dirty = BTreeSet::new();
+        let mut changes = Vec::new();
+        for (s, hold) in slots.into_iter().zip(fresh) {
+            let before = self.slot(s).reason().cloned();
+            let was_held = self.slot(s).held();
+            self.slot_mut(s).past = hold.map(Box::new);
+            if self.slot(s).reason() != before.as_ref() {
+                changes.push((self.slot(s).id.to_string(), self.slot(s).reason().cloned()));
+            }
+            if was_held != self.slot(s).held() {
+                self.mark_later_neighbors(s, &mut dirty);
+            }
+        }
+        self.settle(dirty, &mut changes);
+        Ok(dedup(changes))
+    }
+
+    fn slot(&self, s: u32) -> &Slot {
+        self.slots[s as usize].as_ref().expect("a live slot")
+    }
+
+    fn slot_mut(&mut self, s: u32) -> &mut Slot {
+        self.slots[s as usize].as_mut().expect("a live slot")
+    }
+
+    /// Removes a slot; if it held others (it was not held), they are to be judged again.
+    fn take_out(&mut self, s: u32, dirty: &mut BTreeSet<Key>) {
+        if !self.slot(s).held() {
+            self.mark_later_neighbors(s, dirty);
+        }
+        let slot = self.slots[s as usize].take().expect("a live slot");
+        dirty.retain(|k| k.4 != s);
+        self.index.remove(slot.doc);
+        self.by_id.remove(&slot.id);
+        self.free.push(s);
+    }
+
+    /// Near-duplicate candidates of `s` that the rules pair with it, with the similarity.
+    fn neighbors(&self, s: u32) -> Vec<(u32, f64)> {
+        let slot = self.slot(s);
+        let this = &self.channels[slot.channel];
+        let fp = Fingerprint::of_normalized(self.index.text(slot.doc).unwrap_or_default());
+        self.index
+            .find(&fp, self.min_threshold)
+            .into_iter()
+            .filter_map(|(doc, sim)| {
+                let o = *self.index.key(doc)?;
+                if o == s {
+                    return None;
+                }
+                let other = &self.channels[self.slot(o).channel];
+                if sim < this.similarity.min(other.similarity) {
+                    return None;
+                }
+                pending_rule(this, other).map(|_| (o, sim))
+            })
+            .collect()
+    }
+
+    fn mark_later_neighbors(&self, s: u32, dirty: &mut BTreeSet<Key>) {
+        let key = self.slot(s).key(s);
+        for (o, _) in self.neighbors(s) {
+            let k = self.slot(o).key(o);
+            if k > key {
+                dirty.insert(k);
+            }
+        }
+    }
+
+    /// Judges slot `s` against the candidates before it.
+    fn judge(
+        &mut self,
+        s: u32,
+        was_held: bool,
+        dirty: &mut BTreeSet<Key>,
+        changes: &mut Vec<HoldChange>,
+        always_report: bool,
+    ) {
+        let key = self.slot(s).key(s);
+        let before = self.slot(s).reason().cloned();
+        let this = &self.channels[self.slot(s).channel];
+        let mut earlier: Vec<(Key, u32, f64)> = self
+            .neighbors(s)
+            .into_iter()
+            .filter_map(|(o, sim)| {
+                let other = self.slot(o);
+                let k = other.key(o);
+                (k < key && !other.held()).then_some((k, o, sim))
+            })
+            .collect();
+        earlier.sort_by(|a, b| a.0.cmp(&b.0));
         let mut best: Option<HoldReason> = None;
-        for (entry, sim) in index.find(&cand.fingerprint, min_threshold) {
-            let (other_id, other_channel, other_platform, published) = match entry {
-                Entry::Past(i) => {
-                    let p = &past[i];
-                    (&p.id, p.channel.as_str(), p.platform, Some(p.at))
-                }
-                Entry::Pending(i) => {
-                    let c = &candidates[i];
-                    let ch = &channels[c.channel];
-                    (&c.id, ch.name.as_str(), ch.platform, None)
-                }
+        for (_, o, sim) in earlier {
+            let other = self.slot(o);
+            let other_view = &self.channels[other.channel];
+            let Some(rule) = pending_rule(this, other_view) else {
+                continue;
             };
-            if published.is_some_and(|at| now.duration_since(at) > this.unique_window) {
+            if best.as_ref().is_none_or(|b| sim > b.similarity) {
+                best = Some(HoldReason {
+                    rule,
+                    other: other.id.to_string(),
+                    other_platform: other_view.platform,
+                    published: None,
+                    similarity: sim,
+                });
+            }
+        }
+        self.slot_mut(s).pending = best.map(Box::new);
+        let slot = self.slot(s);
+        if always_report || slot.reason() != before.as_ref() {
+            changes.push((slot.id.to_string(), slot.reason().cloned()));
+        }
+        if was_held != slot.held() {
+            self.mark_later_neighbors(s, dirty);
+        }
+    }
+
+    /// Judges the dirty candidates in order; each one whose hold flips marks its later
+    /// neighbors in turn.
+    fn settle(&mut self, dirty: BTreeSet<Key>, changes: &mut Vec<HoldChange>) {
+        self.settle_with(dirty, changes, None);
+    }
+
+    /// [`Holds::settle`], where `fresh` is a candidate just added: it counts as having
+    /// been held before (a held candidate holds nothing) and is always reported.
+    fn settle_with(
+        &mut self,
+        mut dirty: BTreeSet<Key>,
+        changes: &mut Vec<HoldChange>,
+        fresh: Option<u32>,
+    ) {
+        while let Some(key) = dirty.pop_first() {
+            let s = key.4;
+            if self.slots.get(s as usize).is_none_or(|x| x.is_none()) {
                 continue;
             }
-            let other = by_name.get(other_channel);
+            let is_fresh = fresh == Some(s);
+            let was_held = is_fresh || self.slot(s).held();
+            self.judge(s, was_held, &mut dirty, changes, is_fresh);
+        }
+    }
+
+    /// The best hold of a candidate by the log's posts.
+    fn best_past(
+        &self,
+        channel: usize,
+        fingerprint: &Fingerprint,
+        past: &dyn Past,
+        now: Timestamp,
+    ) -> Result<Option<HoldReason>, String> {
+        let this = &self.channels[channel];
+        let hits = past.near(fingerprint, self.min_threshold, now - self.longest_window)?;
+        let mut best: Option<HoldReason> = None;
+        for p in hits {
+            if now.duration_since(p.at) > this.unique_window {
+                continue;
+            }
+            let other = self.by_name.get(&p.channel).map(|&i| &self.channels[i]);
             let threshold = other.map_or(this.similarity, |o| o.similarity.min(this.similarity));
-            if sim < threshold {
+            if p.similarity < threshold {
                 continue;
             }
-            let rule = if other_channel == this.name {
+            let rule = if p.channel == this.name {
                 HoldRule::Unique
-            } else if other_platform != this.platform
+            } else if p.platform != this.platform
                 && this.variation
                 && other.is_none_or(|o| o.variation)
             {
@@ -185,30 +566,81 @@ pub fn find_holds(
             } else {
                 continue;
             };
-            let better = best.as_ref().is_none_or(|b| sim > b.similarity);
-            if better {
+            if best.as_ref().is_none_or(|b| p.similarity > b.similarity) {
                 best = Some(HoldReason {
                     rule,
-                    other: other_id.clone(),
-                    other_platform,
-                    published,
-                    similarity: sim,
+                    other: p.id,
+                    other_platform: p.platform,
+                    published: Some(p.at),
+                    similarity: p.similarity,
                 });
             }
         }
-        match best {
-            Some(reason) => {
-                holds.insert(cand.id.clone(), reason);
-            }
-            None => index.insert(Entry::Pending(ci), cand.fingerprint.clone()),
-        }
+        Ok(best)
     }
-    holds
+}
+
+/// Which rule pairs two pending candidates, if any: the same channel (5), or channels on
+/// different platforms that both take part in variation (6).
+fn pending_rule(this: &ChannelView, other: &ChannelView) -> Option<HoldRule> {
+    if other.name == this.name {
+        Some(HoldRule::Unique)
+    } else if other.platform != this.platform && this.variation && other.variation {
+        Some(HoldRule::Varied)
+    } else {
+        None
+    }
+}
+
+/// One change per id, the last.
+fn dedup(changes: Vec<HoldChange>) -> Vec<HoldChange> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<HoldChange> = changes
+        .into_iter()
+        .rev()
+        .filter(|(id, _)| seen.insert(id.clone()))
+        .collect();
+    out.reverse();
+    out
+}
+
+/// Decides which candidates rules 5 and 6 hold, all at once (the commands' view).
+pub fn find_holds(
+    channels: &[ChannelView],
+    candidates: &[Candidate],
+    past: &[PastPost],
+    now: Timestamp,
+) -> HashMap<String, HoldReason> {
+    let past = PastPosts::new(past.to_vec());
+    let mut holds = Holds::new(channels.to_vec());
+    let mut order: Vec<&Candidate> = candidates.iter().collect();
+    order.sort_by(|a, b| first_order(a).cmp(&first_order(b)));
+    for c in order {
+        holds
+            .upsert(c.clone(), &past, now)
+            .expect("posts in memory are always readable");
+    }
+    candidates
+        .iter()
+        .filter_map(|c| Some((c.id.clone(), holds.hold(&c.id)?.clone())))
+        .collect()
+}
+
+/// "First" between pending posts: first seen by the daemon (posts it has not seen yet
+/// last), then the modification time, then the id.
+pub fn first_order(c: &Candidate) -> (bool, Option<Timestamp>, Timestamp, &[u8]) {
+    (
+        c.first_seen.is_none(),
+        c.first_seen,
+        c.modified,
+        c.id.as_bytes(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn channel(name: &str, platform: Platform) -> ChannelView {
         ChannelView {
@@ -345,5 +777,210 @@ mod tests {
         let holds = find_holds(&channels, &cands, &[], t("2026-11-21T00:00:00Z"));
         assert_eq!(holds["a/2.md"].other, "a/1.md");
         assert_eq!(holds["a/3.md"].other, "a/1.md");
+    }
+
+    /// The batch algorithm the incremental one replaced, kept as the oracle: candidates in
+    /// "first" order, each that is not held joins an index the later ones are compared with.
+    mod oracle {
+        use super::super::*;
+
+        #[derive(Clone)]
+        enum Entry {
+            Past(usize),
+            Pending(usize),
+        }
+
+        /// Decides which candidates rules 5 and 6 hold. `now` bounds the unique windows.
+        pub fn from_scratch(
+            channels: &[ChannelView],
+            candidates: &[Candidate],
+            past: &[PastPost],
+            now: Timestamp,
+        ) -> HashMap<String, HoldReason> {
+            let mut holds = HashMap::new();
+            let Some(min_threshold) = channels.iter().map(|c| c.similarity).reduce(f64::min) else {
+                return holds;
+            };
+            let longest_window = channels
+                .iter()
+                .map(|c| c.unique_window)
+                .max()
+                .unwrap_or_default();
+            let by_name: HashMap<&str, &ChannelView> =
+                channels.iter().map(|c| (c.name.as_str(), c)).collect();
+
+            let mut index: Index<Entry> = Index::new();
+            for (i, p) in past.iter().enumerate() {
+                if now.duration_since(p.at) <= longest_window {
+                    index.insert(Entry::Past(i), p.fingerprint.clone());
+                }
+            }
+
+            let mut order: Vec<usize> = (0..candidates.len()).collect();
+            order.sort_by(|&a, &b| {
+                let (a, b) = (&candidates[a], &candidates[b]);
+                (
+                    a.first_seen.is_none(),
+                    a.first_seen,
+                    a.modified,
+                    a.id.as_bytes(),
+                )
+                    .cmp(&(
+                        b.first_seen.is_none(),
+                        b.first_seen,
+                        b.modified,
+                        b.id.as_bytes(),
+                    ))
+            });
+
+            for ci in order {
+                let cand = &candidates[ci];
+                let this = &channels[cand.channel];
+                let mut best: Option<HoldReason> = None;
+                for (entry, sim) in index.find(&cand.fingerprint, min_threshold) {
+                    let (other_id, other_channel, other_platform, published) = match entry {
+                        Entry::Past(i) => {
+                            let p = &past[i];
+                            (&p.id, p.channel.as_str(), p.platform, Some(p.at))
+                        }
+                        Entry::Pending(i) => {
+                            let c = &candidates[i];
+                            let ch = &channels[c.channel];
+                            (&c.id, ch.name.as_str(), ch.platform, None)
+                        }
+                    };
+                    if published.is_some_and(|at| now.duration_since(at) > this.unique_window) {
+                        continue;
+                    }
+                    let other = by_name.get(other_channel);
+                    let threshold =
+                        other.map_or(this.similarity, |o| o.similarity.min(this.similarity));
+                    if sim < threshold {
+                        continue;
+                    }
+                    let rule = if other_channel == this.name {
+                        HoldRule::Unique
+                    } else if other_platform != this.platform
+                        && this.variation
+                        && other.is_none_or(|o| o.variation)
+                    {
+                        HoldRule::Varied
+                    } else {
+                        continue;
+                    };
+                    let better = best.as_ref().is_none_or(|b| sim > b.similarity);
+                    if better {
+                        best = Some(HoldReason {
+                            rule,
+                            other: other_id.clone(),
+                            other_platform,
+                            published,
+                            similarity: sim,
+                        });
+                    }
+                }
+                match best {
+                    Some(reason) => {
+                        holds.insert(cand.id.clone(), reason);
+                    }
+                    None => index.insert(Entry::Pending(ci), cand.fingerprint.clone()),
+                }
+            }
+            holds
+        }
+    }
+
+    fn sentence() -> impl Strategy<Value = String> {
+        let word = prop::sample::select(vec![
+            "sale", "shoes", "red", "blue", "new", "today", "winter", "half", "price", "ok",
+        ]);
+        prop::collection::vec(word, 1..9).prop_map(|w| w.join(" "))
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Upsert {
+            file: usize,
+            channel: usize,
+            text: String,
+            seen: Option<u8>,
+            modified: u8,
+        },
+        Remove {
+            file: usize,
+        },
+        LogChanged,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0..8usize, 0..3usize, sentence(), prop::option::of(0..4u8), 0..4u8).prop_map(
+                |(file, channel, text, seen, modified)| Op::Upsert { file, channel, text, seen, modified }
+            ),
+            2 => (0..8usize).prop_map(|file| Op::Remove { file }),
+            1 => Just(Op::LogChanged),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of new files, new versions, removals and log changes leaves exactly
+        /// the holds that judging the final queue from scratch gives.
+        #[test]
+        fn incremental_holds_equal_judging_from_scratch(
+            ops in prop::collection::vec(op(), 1..40),
+            past_texts in prop::collection::vec((sentence(), 0..3usize, 0..40i64), 0..4),
+        ) {
+            let mut strict = channel("m", "mastodon");
+            strict.similarity = 0.5;
+            let channels = vec![channel("x", "x"), strict, channel("x2", "x")];
+            let now = t("2026-11-22T00:00:00Z");
+            let past: Vec<PastPost> = past_texts
+                .iter()
+                .enumerate()
+                .map(|(i, (text, c, days))| PastPost {
+                    id: format!("{}/old{i}.md", channels[*c].name),
+                    channel: channels[*c].name.clone(),
+                    platform: channels[*c].platform,
+                    at: now - SignedDuration::from_hours(24 * days),
+                    fingerprint: Fingerprint::of_text(text),
+                })
+                .collect();
+            let log = PastPosts::new(past.clone());
+            let mut holds = Holds::new(channels.clone());
+            let mut live: HashMap<usize, Candidate> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Upsert { file, channel, text, seen, modified } => {
+                        // A file keeps its folder: the id names it.
+                        let channel = live.get(&file).map_or(channel, |c| c.channel);
+                        let c = Candidate {
+                            id: format!("{}/{file}.md", channels[channel].name),
+                            channel,
+                            fingerprint: Fingerprint::of_text(&text),
+                            first_seen: seen.map(|d| now - SignedDuration::from_hours(i64::from(d))),
+                            modified: now - SignedDuration::from_hours(i64::from(modified)),
+                        };
+                        holds.upsert(c.clone(), &log, now).unwrap();
+                        live.insert(file, c);
+                    }
+                    Op::Remove { file } => {
+                        if let Some(c) = live.remove(&file) {
+                            holds.remove(&c.id);
+                        }
+                    }
+                    Op::LogChanged => {
+                        for p in &past {
+                            holds.log_changed_near(&p.fingerprint, &log, now).unwrap();
+                        }
+                    }
+                }
+            }
+            let cands: Vec<Candidate> = live.values().cloned().collect();
+            let expected = oracle::from_scratch(&channels, &cands, &past, now);
+            for c in &cands {
+                prop_assert_eq!(holds.hold(&c.id), expected.get(&c.id), "{}", c.id);
+            }
+            prop_assert_eq!(holds.len(), cands.len());
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod day;
 pub mod holds;
+pub mod pending_index;
 pub mod policy;
 pub mod similarity;
 pub mod simulate;

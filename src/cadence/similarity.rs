@@ -265,6 +265,26 @@ impl Fingerprint {
     pub fn is_short(&self) -> bool {
         self.grams.is_empty()
     }
+
+    /// The distinct 4-grams, each packed into a `u128`, ascending.
+    pub fn grams(&self) -> &[u128] {
+        &self.grams
+    }
+}
+
+/// A 32-bit token for a gram, for indexes that keep tokens instead of grams (the log's
+/// index on disk, the pending posts' index in memory). Two grams may share a token, so a
+/// token match only makes a candidate; the exact grams decide. The function is part of the
+/// log's on-disk format: changing it means re-indexing the log (see `store::history`).
+pub fn gram_token(gram: u128) -> u32 {
+    // SplitMix64's finalizer over both halves: cheap, and every input bit moves the output.
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let h = mix((gram as u64) ^ mix((gram >> 64) as u64 ^ 0x9E37_79B9_7F4A_7C15));
+    (h ^ (h >> 32)) as u32
 }
 
 /// Jaccard similarity of the 4-gram sets (equality for short texts): 1.0 for identical
@@ -291,12 +311,12 @@ pub fn is_near_duplicate(a: &Fingerprint, b: &Fingerprint, threshold: f64) -> bo
 
 /// The one place Jaccard is computed as a float, so [`similarity`] and [`Index::find`]
 /// give bit-identical values and agree at the threshold.
-fn jaccard(intersection: usize, a: usize, b: usize) -> f64 {
+pub(crate) fn jaccard(intersection: usize, a: usize, b: usize) -> f64 {
     intersection as f64 / (a + b - intersection) as f64
 }
 
 /// Size of the intersection of two sorted, deduplicated slices.
-fn intersection_len<T: Ord + Copy>(a: &[T], b: &[T]) -> usize {
+pub(crate) fn intersection_len<T: Ord + Copy>(a: &[T], b: &[T]) -> usize {
     let (mut i, mut j, mut n) = (0, 0, 0);
     while i < a.len() && j < b.len() {
         // Branch-free steps: which side advances is data-dependent and unpredictable.
@@ -335,12 +355,12 @@ fn intersection_len_at_least(a: &[u32], b: &[u32], needed: usize) -> Option<usiz
 const SLACK: f64 = 1e-9;
 
 /// The smallest integer that can be ≥ `x`, allowing for rounding.
-fn at_least(x: f64) -> usize {
+pub(crate) fn at_least(x: f64) -> usize {
     (x * (1.0 - SLACK)).ceil() as usize
 }
 
 /// The largest integer that can be ≤ `x`, allowing for rounding (saturates for huge `x`).
-fn at_most(x: f64) -> usize {
+pub(crate) fn at_most(x: f64) -> usize {
     (x * (1.0 + SLACK)).floor() as usize
 }
 

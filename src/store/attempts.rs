@@ -26,6 +26,39 @@ pub struct AttemptRow {
     pub key_started: Timestamp,
 }
 
+/// What the log says about one file: what judging it and "first" need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileFacts {
+    /// When the log first saw the file (any version).
+    pub first_seen: Option<Timestamp>,
+    /// How this version was logged (`accepted` or `held`) since the file's last final row.
+    pub logged: Option<String>,
+    /// The state of the file's latest attempt and the version it sent.
+    pub latest_attempt: Option<(String, String)>,
+}
+
+impl FileFacts {
+    /// The file's latest attempt has an unsure outcome (`sending`, `unknown`): it must not
+    /// be sent again on its own.
+    pub fn unsure(&self) -> Option<&str> {
+        self.latest_attempt
+            .as_ref()
+            .map(|(state, _)| state.as_str())
+            .filter(|s| *s == "sending" || *s == "unknown")
+    }
+
+    /// The file's latest attempt finished with this version (`published`, `resolved`,
+    /// `failed`): the file only has to move (a crash came between the outcome and the move).
+    pub fn finished(&self, hash: &str) -> Option<&str> {
+        self.latest_attempt
+            .as_ref()
+            .filter(|(state, h)| {
+                h == hash && matches!(state.as_str(), "published" | "resolved" | "failed")
+            })
+            .map(|(state, _)| state.as_str())
+    }
+}
+
 /// Statuses after which a file version is no longer pending.
 const TERMINAL: &str = "('published', 'failed', 'expired', 'withdrawn', 'resolved')";
 
@@ -142,6 +175,79 @@ impl Store {
             )
             .optional()
             .map_err(|e| self.err(e))
+    }
+
+    /// What the log says about `file` at version `hash` (three indexed look-ups).
+    pub fn file_facts(&self, file: &str, hash: &str) -> Result<FileFacts> {
+        let first_seen: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT MIN(time) FROM events WHERE file = ?1 AND status IN ('accepted', 'held')",
+            )
+            .and_then(|mut s| s.query_row([file], |r| r.get(0)))
+            .map_err(|e| self.err(e))?;
+        let latest_attempt = self
+            .conn
+            .prepare_cached(
+                "SELECT state, hash FROM attempts WHERE file = ?1 ORDER BY id DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row([file], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        // Never logged `accepted` or `held`: no version of it was.
+        let logged = match first_seen {
+            Some(_) => self.version_logged(file, hash)?,
+            None => None,
+        };
+        Ok(FileFacts {
+            first_seen: first_seen.map(|t| self.time(t)).transpose()?,
+            logged,
+            latest_attempt,
+        })
+    }
+
+    /// Whether `file`, gone from the queue, was withdrawn: the log last saw it pending
+    /// (`accepted` or `held`, nothing final after) and no attempt of it is unsure (an
+    /// unsure one is the user's to answer; a file being sent moves by itself).
+    pub fn withdrawable(&self, file: &str) -> Result<bool> {
+        let last: Option<String> = self
+            .conn
+            // Pending statuses and the final ones (TERMINAL).
+            .prepare_cached(
+                "SELECT status FROM events WHERE file = ?1
+                   AND status IN ('accepted', 'held', 'published', 'failed', 'expired',
+                                  'withdrawn', 'resolved')
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([file], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        if !matches!(last.as_deref(), Some("accepted" | "held")) {
+            return Ok(false);
+        }
+        let latest: Option<String> = self
+            .conn
+            .prepare_cached("SELECT state FROM attempts WHERE file = ?1 ORDER BY id DESC LIMIT 1")
+            .and_then(|mut s| s.query_row([file], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        Ok(!matches!(latest.as_deref(), Some("sending" | "unknown")))
+    }
+
+    /// Runs `f` in one transaction (many small writes at once: the start-up's verdicts).
+    /// Rolled back if `f` fails.
+    pub fn in_transaction<T>(&mut self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN").map_err(|e| self.err(e))?;
+        match f(self) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     /// Files the log last saw as pending (accepted or held, with nothing final after):

@@ -10,8 +10,10 @@
 //! as text. This module runs SQL; it takes no decisions.
 
 mod attempts;
+mod history;
 
-pub use attempts::AttemptRow;
+pub use attempts::{AttemptRow, FileFacts};
+pub use history::{NearPost, NearStats};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -133,6 +135,20 @@ CREATE TABLE channel_status (
     last_attempt_file  TEXT
 );
 "#,
+    // 4: `log --channel C --since T` reads one channel's rows by time; the daemon asks for a
+    // file's attempts.
+    r#"
+CREATE INDEX events_channel_time ON events (channel, time);
+CREATE INDEX attempts_file ON attempts (file, id);
+"#,
+    // 5: the log's texts as a near-duplicate index on disk (see `store::history`).
+    r#"
+CREATE VIRTUAL TABLE history_grams USING fts5(
+    grams, content = '', contentless_delete = 1, detail = none,
+    tokenize = 'ascii'
+);
+CREATE TABLE history_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +194,8 @@ pub struct Store {
     path: PathBuf,
     /// Device and inode of the file opened: see [`Store::check_file`].
     identity: Option<(u64, u64)>,
+    /// How many indexed posts hold each gram token, roughly (see `history`).
+    sketch: std::cell::RefCell<Option<history::Sketch>>,
 }
 
 /// A new row of the log.
@@ -252,10 +270,18 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             identity: None,
+            sketch: Default::default(),
         };
         store.configure()?;
         store.migrate()?;
         store.identity = identity(path);
+        let indexed = store.index_history_backlog()?;
+        if indexed > 0 {
+            tracing::info!(
+                posts = indexed,
+                "indexed the log's posts for near-duplicate checks (once, for this version)"
+            );
+        }
         Ok(store)
     }
 
@@ -296,6 +322,7 @@ impl Store {
             conn,
             path: path.to_path_buf(),
             identity: identity(path),
+            sketch: Default::default(),
         };
         let version = store.user_version()?;
         if version > MIGRATIONS.len() as i64 {
@@ -392,14 +419,16 @@ impl Store {
     /// Commits an attempt in state `sending` (and its `sending` row) before any request,
     /// durably (see [`Store::durably`]).
     pub fn begin_attempt(&mut self, a: &NewAttempt<'_>) -> Result<i64> {
-        self.durably(|tx, path| Self::insert_attempt(tx, path, a))
+        let (id, tokens) = self.durably(|tx, path| Self::insert_attempt(tx, path, a))?;
+        self.count_tokens(&tokens);
+        Ok(id)
     }
 
     fn insert_attempt(
         tx: &rusqlite::Transaction<'_>,
         path: &Path,
         a: &NewAttempt<'_>,
-    ) -> Result<i64> {
+    ) -> Result<(i64, Vec<u32>)> {
         tx.execute(
             "INSERT INTO attempts (channel, platform, file, hash, normalized, started, state,
                                    idempotency_key, dry_run, key_started)
@@ -431,7 +460,9 @@ impl Store {
             ],
         )
         .map_err(|e| sql(path, e))?;
-        Ok(id)
+        // In the same transaction: the index never lacks an attempt (see `history`).
+        let tokens = history::index_attempt(tx, id, a.normalized).map_err(|e| sql(path, e))?;
+        Ok((id, tokens))
     }
 
     /// Runs `f` in a transaction committed with `synchronous=FULL`: in WAL mode that
