@@ -47,3 +47,9 @@ pub fn modified_within(modified: Timestamp, within: std::time::Duration) -> bool
     let age = Timestamp::now().duration_since(modified);
     age < jiff::SignedDuration::try_from(within).unwrap_or(jiff::SignedDuration::MAX)
 }
+
+/// How long ago (real time) a file was modified; zero for a time in the future.
+#[allow(clippy::disallowed_methods)] // file times live on the real clock, as above
+pub fn age(modified: Timestamp) -> std::time::Duration {
+    std::time::Duration::try_from(Timestamp::now().duration_since(modified)).unwrap_or_default()
+}

@@ -1,14 +1,19 @@
 //! Everything known about the queue at one moment: each file's verdict (ready, invalid,
-//! held, expired) from the config, the scanned queue and the log's history. `check`, `plan`
-//! and the daemon all judge files here, so they cannot disagree. Pure apart from
-//! [`LogView::load`], which reads the log.
+//! held, expired) from the config, the scanned queue and the log. `check`, `plan` and the
+//! daemon all judge files here, so they cannot disagree: a file's own verdict comes from
+//! [`judge_file`] (readability, rule 7, expiry, an unsure last attempt), and rules 5 and 6
+//! from `cadence::holds::Holds`, which the commands fill once ([`review`]) and the daemon
+//! keeps up to date one file at a time (`daemon::intake`). Pure apart from [`LogSource`],
+//! which reads the log.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::cadence::holds::{self, Candidate, ChannelView, PastPost};
+use crate::cadence::holds::{
+    Candidate, ChannelView, HoldReason, Holds, Past, PastHit, first_order,
+};
 use crate::cadence::policy::Pending;
 use crate::cadence::similarity::{Fingerprint, comparable};
 use crate::cadence::simulate::SimChannel;
@@ -18,49 +23,20 @@ use crate::platforms::{MediaInfo, Platform, PostView};
 use crate::queue::{Accepted, QueuedFile, Scan};
 use crate::store::{self, Store};
 
-/// What the log says, as far as judging the queue needs it.
+/// What the log says about the channels, as the commands need it.
 #[derive(Debug, Clone, Default)]
 pub struct LogView {
     /// Per channel: instants that count for cap and gap.
     pub history: HashMap<String, Vec<Timestamp>>,
-    pub past: Vec<store::PastRow>,
-    pub first_seen: HashMap<String, Timestamp>,
     pub last_evaluated: HashMap<String, Timestamp>,
-    /// Files whose latest attempt has an unsure outcome (`sending`, `unknown`).
-    pub unsure: HashMap<String, String>,
-    /// Files whose latest attempt finished (`published`, `resolved`, `failed`): the state
-    /// and the version sent. That version still in the queue is a move not done yet (a
-    /// publish task between its outcome and its move, a crash, a `published` that is not
-    /// a folder): it is not queued any more, and never judged against its own past post.
-    pub finished: HashMap<String, (String, String)>,
 }
 
 impl LogView {
-    /// Reads what the config's channels need from the log, back as far as any window goes.
+    /// Reads what the config's channels need from the log: two days back is enough for any
+    /// local day's cap and any gap below 24 h.
     pub fn load(store: &Store, config: &Config, now: Timestamp) -> store::Result<LogView> {
-        let longest = config
-            .channels
-            .iter()
-            .map(|c| c.rules.unique_window)
-            .max()
-            .unwrap_or_default()
-            .max(SignedDuration::from_hours(48));
-        let since = now - longest;
-        let dry: Vec<&str> = config
-            .channels
-            .iter()
-            .filter(|c| c.dry_run)
-            .map(|c| c.name.as_str())
-            .collect();
-        let mut view = LogView {
-            past: store.past_posts(since, &dry)?,
-            first_seen: store.first_seen()?,
-            unsure: store.unsure_files()?,
-            finished: store.finished_versions()?,
-            ..LogView::default()
-        };
+        let mut view = LogView::default();
         for ch in &config.channels {
-            // Two days back is enough for any local day's cap and any gap below 24 h.
             let from = now - SignedDuration::from_hours(48).max(ch.rules.min_gap);
             view.history
                 .insert(ch.name.clone(), store.history(&ch.name, from, ch.dry_run)?);
@@ -72,16 +48,93 @@ impl LogView {
     }
 }
 
+pub use crate::store::FileFacts;
+
+/// The log as `review` reads it: the facts about a file, and the published posts near a
+/// text. Without a database (a fresh install) the log is empty.
+pub struct LogSource<'a> {
+    store: Option<&'a Store>,
+    /// Channels whose dry-run posts still count (the channels in dry-run mode now).
+    dry_run: Vec<String>,
+}
+
+impl<'a> LogSource<'a> {
+    pub fn new(store: Option<&'a Store>, config: &Config) -> Self {
+        LogSource {
+            store,
+            dry_run: config
+                .channels
+                .iter()
+                .filter(|c| c.dry_run)
+                .map(|c| c.name.clone())
+                .collect(),
+        }
+    }
+
+    pub fn facts(&self, id: &str, hash: &str) -> store::Result<FileFacts> {
+        match self.store {
+            Some(s) => s.file_facts(id, hash),
+            None => Ok(FileFacts::default()),
+        }
+    }
+}
+
+impl Past for LogSource<'_> {
+    fn near(
+        &self,
+        fingerprint: &Fingerprint,
+        threshold: f64,
+        since: Timestamp,
+    ) -> Result<Vec<PastHit>, String> {
+        let Some(store) = self.store else {
+            return Ok(Vec::new());
+        };
+        let dry: Vec<&str> = self.dry_run.iter().map(String::as_str).collect();
+        let rows = store
+            .near_posts(fingerprint, threshold, since, &dry)
+            .map_err(|e| e.to_string())?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(PastHit {
+                    platform: Platform::parse(&r.platform)?.name(),
+                    id: r.file,
+                    channel: r.channel,
+                    at: r.at,
+                    similarity: r.similarity,
+                })
+            })
+            .collect())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Verdict {
     /// Waiting for its time.
     Ready(Pending),
     /// Cannot be read or parsed.
     Invalid(Diagnostic),
-    /// Breaks rule 5, 6 or 7; stays in the queue until fixed.
+    /// Breaks rule 5, 6 or 7, or its last attempt is unsure; stays in the queue until fixed.
     Held(Diagnostic),
     /// Past its `expires`.
     Expired(Timestamp),
+}
+
+impl Verdict {
+    /// The status the log records for this verdict.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Verdict::Ready(_) | Verdict::Expired(_) => "accepted",
+            Verdict::Held(_) | Verdict::Invalid(_) => "held",
+        }
+    }
+
+    pub fn diagnostic(&self) -> Option<&Diagnostic> {
+        match self {
+            Verdict::Held(d) | Verdict::Invalid(d) => Some(d),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +157,15 @@ pub struct Review {
 impl Review {
     /// The simulation input: each channel's rules, history and ready posts.
     pub fn sim_channels(&self, config: &Config, log: &LogView) -> Vec<SimChannel> {
+        let mut pending: HashMap<&str, Vec<Pending>> = HashMap::new();
+        for f in &self.files {
+            if let Verdict::Ready(p) = &f.verdict {
+                pending
+                    .entry(f.channel.as_str())
+                    .or_default()
+                    .push(p.clone());
+            }
+        }
         config
             .channels
             .iter()
@@ -111,23 +173,52 @@ impl Review {
                 name: ch.name.clone(),
                 rules: ch.rules.clone(),
                 history: log.history.get(&ch.name).cloned().unwrap_or_default(),
-                pending: self
-                    .files
-                    .iter()
-                    .filter(|f| f.channel == ch.name)
-                    .filter_map(|f| match &f.verdict {
-                        Verdict::Ready(p) => Some(p.clone()),
-                        _ => None,
-                    })
-                    .collect(),
+                pending: pending.remove(ch.name.as_str()).unwrap_or_default(),
                 last_evaluated: log.last_evaluated.get(&ch.name).copied(),
             })
             .collect()
     }
 }
 
-/// Judges every scanned file at `now`.
-pub fn review(config: &Config, scan: Scan, log: &LogView, now: Timestamp) -> Review {
+/// A file as far as rules 5 and 6 are concerned, if it takes part: a post that could be
+/// published, with text. A post without text (media only) is not a duplicate of every
+/// other such post.
+pub fn candidate(
+    channel: usize,
+    file: &QueuedFile,
+    verdict: &Verdict,
+    facts: &FileFacts,
+) -> Option<Candidate> {
+    let Verdict::Ready(_) = verdict else {
+        return None;
+    };
+    let accepted = file.content.as_ref().ok()?;
+    let fingerprint = Fingerprint::of_normalized(&comparable(&accepted.post.body));
+    if fingerprint.normalized().is_empty() {
+        return None;
+    }
+    Some(Candidate {
+        id: file.id.clone(),
+        channel,
+        fingerprint,
+        first_seen: facts.first_seen,
+        modified: file.modified,
+    })
+}
+
+/// The views of the config's channels that `Holds` judges with, in config order.
+pub fn channel_views(config: &Config) -> Vec<ChannelView> {
+    config.channels.iter().map(channel_view).collect()
+}
+
+/// The message and fix for a post held by rule 5 or 6.
+pub fn hold_diagnostic(path: &Path, platform: Platform, reason: &HoldReason) -> Diagnostic {
+    let (message, help) = reason.describe(platform.name());
+    Diagnostic::error(path, format!("held: {message}")).with_help(help)
+}
+
+/// Judges every scanned file at `now`, against the log `log` reads.
+pub fn review(config: &Config, scan: Scan, log: &LogSource<'_>, now: Timestamp) -> Review {
     let channel_index: HashMap<&str, usize> = config
         .channels
         .iter()
@@ -139,40 +230,23 @@ pub fn review(config: &Config, scan: Scan, log: &LogView, now: Timestamp) -> Rev
         problems: scan.problems,
     };
     let mut candidates = Vec::new();
+    let mut log_error = None;
     for file in scan.files {
         let Some(&ci) = channel_index.get(file.channel.as_str()) else {
             continue; // the scan reports unknown channel folders itself
         };
-        let channel = &config.channels[ci];
-        if log
-            .finished
-            .get(&file.id)
-            .is_some_and(|(_, hash)| *hash == file.hash)
-        {
+        let facts = log.facts(&file.id, &file.hash).unwrap_or_else(|e| {
+            log_error.get_or_insert(e.to_string());
+            FileFacts::default()
+        });
+        // Its latest attempt finished with this very version: a move not done yet (a
+        // publish between its outcome and its move, a crash, a `published` that is not a
+        // folder). Not queued any more, and never judged against its own past post.
+        if facts.finished(&file.hash).is_some() {
             continue;
         }
-        let verdict = match log.unsure.get(&file.id) {
-            Some(state) => Verdict::Held(unsure(&file, state)),
-            None => judge(channel, &file, now),
-        };
-        let fingerprint = file
-            .content
-            .as_ref()
-            .ok()
-            .map(|a| Fingerprint::of_normalized(&comparable(&a.post.body)));
-        // A post without text (media only) is not a duplicate of every other such post.
-        let comparable = fingerprint
-            .as_ref()
-            .is_some_and(|f| !f.normalized().is_empty());
-        if let (Verdict::Ready(_), Some(fingerprint), true) = (&verdict, fingerprint, comparable) {
-            candidates.push(Candidate {
-                id: file.id.clone(),
-                channel: ci,
-                fingerprint,
-                first_seen: log.first_seen.get(&file.id).copied(),
-                modified: file.modified,
-            });
-        }
+        let verdict = judge_file(&config.channels[ci], &file, &facts, now);
+        candidates.extend(candidate(ci, &file, &verdict, &facts));
         out.files.push(FileReview {
             id: file.id,
             channel: file.channel,
@@ -181,32 +255,43 @@ pub fn review(config: &Config, scan: Scan, log: &LogView, now: Timestamp) -> Rev
             verdict,
         });
     }
-
-    let views: Vec<ChannelView> = config.channels.iter().map(channel_view).collect();
-    let past: Vec<PastPost> = log
-        .past
-        .iter()
-        .filter_map(|row| {
-            Some(PastPost {
-                id: row.file.clone(),
-                channel: row.channel.clone(),
-                platform: Platform::parse(&row.platform)?.name(),
-                at: row.at,
-                fingerprint: Fingerprint::of_normalized(&row.normalized),
-            })
-        })
-        .collect();
-    let holds = holds::find_holds(&views, &candidates, &past, now);
+    candidates.sort_by(|a, b| first_order(a).cmp(&first_order(b)));
+    let mut holds = Holds::new(channel_views(config));
+    for c in candidates {
+        if let Err(e) = holds.upsert(c, log, now) {
+            log_error.get_or_insert(e);
+        }
+    }
+    if let Some(e) = log_error {
+        out.problems.push(
+            Diagnostic::warning(
+                &config.database,
+                format!("could not read the publish log: {e}"),
+            )
+            .with_help("caps, gaps and uniqueness are judged without (part of) the history"),
+        );
+    }
     for f in &mut out.files {
-        if let Some(reason) = holds.get(&f.id) {
+        if let Some(reason) = holds.hold(&f.id) {
             let platform = config.channels[channel_index[f.channel.as_str()]].platform;
-            let (message, help) = reason.describe(platform.name());
-            f.verdict = Verdict::Held(
-                Diagnostic::error(&f.path, format!("held: {message}")).with_help(help),
-            );
+            f.verdict = Verdict::Held(hold_diagnostic(&f.path, platform, reason));
         }
     }
     out
+}
+
+/// One file's own verdict: readable, rule 7, expired, or held because its last attempt may
+/// have gone out. Rules 5 and 6 come on top (`Holds`).
+pub fn judge_file(
+    channel: &Channel,
+    file: &QueuedFile,
+    facts: &FileFacts,
+    now: Timestamp,
+) -> Verdict {
+    match facts.unsure() {
+        Some(state) => Verdict::Held(unsure(file, state)),
+        None => judge(channel, file, now),
+    }
 }
 
 /// A file whose last attempt may or may not have gone out waits for the user: at most once
@@ -232,7 +317,7 @@ fn unsure(file: &QueuedFile, state: &str) -> Diagnostic {
         .with_next(next)
 }
 
-fn channel_view(ch: &Channel) -> ChannelView {
+pub fn channel_view(ch: &Channel) -> ChannelView {
     ChannelView {
         name: ch.name.clone(),
         platform: ch.platform.name(),

@@ -240,23 +240,25 @@ pub fn load_config(explicit: Option<&Path>, out: &Output) -> Result<Loaded, Exit
 pub fn review_queue(loaded: &Loaded, now: Timestamp) -> (Review, LogView, Vec<Diagnostic>) {
     let config = &loaded.config;
     let mut notes = Vec::new();
-    let log = match Store::open_read_only(&config.database) {
-        Ok(Some(store)) => match LogView::load(&store, config, now) {
-            Ok(view) => view,
-            Err(e) => {
-                notes.push(unreadable_log(&config.database, &e.to_string()));
-                LogView::default()
-            }
-        },
-        Ok(None) => LogView::default(),
+    let store = match Store::open_read_only(&config.database) {
+        Ok(store) => store,
         Err(e) => {
+            notes.push(unreadable_log(&config.database, &e.to_string()));
+            None
+        }
+    };
+    let log = match store.as_ref().map(|s| LogView::load(s, config, now)) {
+        Some(Ok(view)) => view,
+        Some(Err(e)) => {
             notes.push(unreadable_log(&config.database, &e.to_string()));
             LogView::default()
         }
+        None => LogView::default(),
     };
     let names: Vec<&str> = config.channels.iter().map(|c| c.name.as_str()).collect();
     let scan = queue::scan(&config.queue, &names);
-    (review::review(config, scan, &log, now), log, notes)
+    let source = review::LogSource::new(store.as_ref(), config);
+    (review::review(config, scan, &source, now), log, notes)
 }
 
 fn unreadable_log(path: &Path, why: &str) -> Diagnostic {

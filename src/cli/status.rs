@@ -25,8 +25,10 @@ use crate::store::{ChannelRecord, Store};
 use super::log::{clean, pad, pad_left, width};
 use super::{Output, load_config, review_queue};
 
-/// A record older than this is stale: the daemon records at least every few minutes (its
-/// longest sleep is 5), so a quarter of an hour without one means it is stuck or gone.
+/// When the lock cannot be probed from here, a record older than this counts as gone. (With
+/// the lock, a record is the running daemon's when it carries the lock holder's process id:
+/// the daemon records a channel when it evaluates it, not on a timer, since an idle daemon
+/// does not wake; a stuck daemon is systemd's watchdog's to restart.)
 const STALE_AFTER: SignedDuration = SignedDuration::from_mins(15);
 
 #[derive(Debug, clap::Args)]
@@ -254,17 +256,27 @@ fn daemon_state(database: &Path, store: Option<&Store>, now: Timestamp) -> Daemo
     let records = store.channel_records().unwrap_or_default();
     let recorded = records.iter().map(|r| r.recorded).max();
     let fresh = recorded.is_some_and(|t| now.duration_since(t) <= STALE_AFTER);
+    let holder = lock_holder(database);
+    let by_holder = holder.is_some_and(|pid| records.iter().any(|r| r.pid == pid));
+    let running = DaemonState::Running {
+        pid: records.first().map_or(0, |r| r.pid),
+        recorded: recorded.unwrap_or(now),
+        records,
+    };
     match lock_held(database) {
         Some(false) => DaemonState::NotRunning { recorded },
-        Some(true) | None if fresh => DaemonState::Running {
-            pid: records.first().map_or(0, |r| r.pid),
-            recorded: recorded.unwrap_or(now),
-            records,
-        },
+        Some(true) if by_holder => running,
         Some(true) => DaemonState::Stuck { recorded },
+        None if fresh => running,
         // The lock cannot be probed from here and the record is old: most likely stopped.
         None => DaemonState::NotRunning { recorded },
     }
+}
+
+/// The process id the running daemon wrote into its lock file.
+fn lock_holder(database: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(crate::daemon::lock::lock_path(database)).ok()?;
+    text.trim().parse().ok()
 }
 
 /// Whether a daemon holds the lock on `database` (`None`: cannot tell from here). A shared

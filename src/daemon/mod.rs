@@ -1,26 +1,39 @@
 //! The daemon: the only module that wires the others. It watches the queue, asks the pure
-//! policy what to do whenever it wakes, carries out the answer through the adapters, and
-//! records every decision and attempt in the log before and after acting.
+//! policy what to do whenever a channel is due, carries out the answer through the
+//! adapters, and records every decision and attempt in the log before and after acting.
 //!
-//! One evaluation (`evaluate`) scans the queue, judges every file with `review`, logs new
-//! versions (`accepted`/`held`) and withdrawals, finishes moves a crash interrupted, then
-//! calls `policy::decide` for each channel and acts: expire, publish (attempt row committed
-//! first), or log a changed deferral. Evaluating is idempotent, so the daemon simply
-//! evaluates after every wake: a slot, an appointment, a queue event, a finished publish.
+//! **The queue picture** (`intake`): the queue is read whole at start-up, on reload, after a
+//! watch overflow or a folder moved in, and every few hours as a safety net; otherwise the
+//! daemon updates only what an event names (one file, or one channel folder listed by
+//! stamp). Every new verdict is logged (`accepted`/`held`), and a file that leaves the queue
+//! while pending is logged `withdrawn`. Judging is `review`'s, shared with `check` and
+//! `plan`; caps, gaps and uniqueness come from the log, never from memory.
 //!
-//! Sleeping: until the earliest `policy::next_wake` of all channels, capped (`max_sleep`) so
-//! a wall-clock step (NTP, suspend) is noticed within minutes, and at half the systemd
-//! watchdog interval when there is one. No polling when idle beyond that cap.
+//! **Evaluating** a channel calls `policy::decide` and acts: expire, publish (attempt row
+//! committed first), or log a changed deferral. A channel is evaluated when its ready posts
+//! change and when its `policy::next_wake` comes (a slot, an appointment, an expiry), its
+//! folder listed again first; a finished publish or reconciliation evaluates its channel.
+//!
+//! **Sleeping**: until the earliest of the channels' next wakes, a file's settle time, a
+//! hold by a published post leaving its window, and the safety-net rescan; no polling. A
+//! wall-clock step (NTP, suspend) is noticed by `clockwatch` (a `timerfd` that fires only
+//! when the clock is set) and every wake is recomputed after any wake. Under systemd's
+//! watchdog, `WATCHDOG=1` follows a database round trip at half its interval.
+//!
+//! **Start-up**: the queue is reviewed and logged, then `READY=1`; attempts a crash left
+//! `sending` are reconciled after that, in the background and channel by channel: such a
+//! channel waits for its reconciliation, the others publish meanwhile.
 
+mod clockwatch;
 pub mod demo;
+mod intake;
 pub mod lock;
 mod publish;
 pub mod status;
 pub mod systemd;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,25 +41,20 @@ use anyhow::Context as _;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-use crate::cadence::policy::{self, Pending};
+use crate::cadence::policy;
 use crate::cadence::similarity::comparable;
-use crate::clock::{self, Clock};
+use crate::clock::Clock;
 use crate::config::{self, Channel, Config};
-use crate::diag::Diagnostic;
 use crate::platforms::adapter::{self, AnyAdapter, ConnectCtx};
 use crate::platforms::{Limits, Platform, http};
-use crate::queue::{self, QueuedFile, files, watch};
-use crate::review::{self, LogView, Verdict};
-use crate::store::{self, NewAttempt, NewEvent, Store};
+use crate::queue::{self, files, watch};
+use crate::store::{self, AttemptRow, NewAttempt, NewEvent, Store};
 use crate::tokens::TokenStore;
 
+use intake::{Ctx, Outcome, Picture};
 pub use publish::Claim;
-
-/// The first wait before evaluating again after the log failed; it doubles up to
-/// [`LAST_RETRY`] while the failures go on (a full disk, a database locked for long).
-const FIRST_RETRY: Duration = Duration::from_secs(5);
-const LAST_RETRY: Duration = Duration::from_secs(60);
 use publish::Ended;
 use tokio_util::sync::CancellationToken;
 
@@ -55,7 +63,9 @@ use tokio_util::sync::CancellationToken;
 pub struct Options {
     /// A file written in place is taken once unchanged this long after its last write.
     pub settle: Duration,
-    /// The longest single sleep, so a wall-clock step is noticed.
+    /// The longest sleep without listing the whole queue again: a safety net in case the
+    /// watcher missed something (events are hints). Nothing else needs it: the daemon wakes
+    /// for what is due, and a wall-clock step wakes it through `watch_clock`.
     pub max_sleep: Duration,
     /// Publishes in flight at once across channels.
     pub concurrency: usize,
@@ -63,19 +73,31 @@ pub struct Options {
     pub exit_when_done: bool,
     /// Base delay of the exponential backoff between resends of a transient failure.
     pub backoff: Duration,
+    /// Notice wall-clock steps with a `timerfd` (see `clockwatch`).
+    pub watch_clock: bool,
+    /// Counts the loop's timer wakes (not the events it handles): tests pin with it that an
+    /// idle daemon does not wake.
+    pub wakes: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             settle: Duration::from_secs(1),
-            max_sleep: Duration::from_secs(300),
+            max_sleep: Duration::from_secs(6 * 3600),
             concurrency: 4,
             exit_when_done: false,
             backoff: Duration::from_secs(30),
+            watch_clock: true,
+            wakes: None,
         }
     }
 }
+
+/// The first wait before trying again after the log failed; it doubles up to
+/// [`LAST_RETRY`] while the failures go on (a full disk, a database locked for long).
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+const LAST_RETRY: Duration = Duration::from_secs(60);
 
 /// Requests from outside besides signals (tests drive the daemon in-process with these).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,24 +131,12 @@ struct Daemon {
     /// Channels that cannot run (an unreadable credential...), with the reason.
     disabled: HashMap<String, String>,
     notifier: systemd::Notifier,
-    /// Paths the watcher declared complete (taken even if modified a moment ago).
-    ready: HashSet<PathBuf>,
+    /// The queue as judged: see `intake`.
+    picture: Picture,
     /// Problems already reported, so a bad folder is logged once, not at every wake.
     reported: HashSet<String>,
-    /// A read or write of the log failed during this wake: evaluate again after
-    /// `retry_delay` (doubling while it keeps failing), so what was not recorded is recorded
-    /// and a slot that fell due is not lost until some unrelated wake. Atomic only so that
-    /// `&self` methods can set it.
-    log_failed: AtomicBool,
-    retry_delay: Duration,
-    /// Per channel, the `last_evaluated` to decide with instead of the log's: a slot's
-    /// decision recorded but not carried out (its attempt could not be recorded, or the
-    /// file changed just before sending) must be decided again at the next wake.
-    rewound: HashMap<String, Option<Timestamp>>,
-    /// Why the publish log cannot be used (its file deleted or replaced), while it lasts.
-    log_unusable: Option<String>,
-    /// Publish tasks; each returns its channel and how the publish ended.
-    tasks: JoinSet<(String, Ended)>,
+    /// Publish tasks; each returns its channel, its file and how the publish ended.
+    tasks: JoinSet<(String, String, Ended)>,
     /// Cancelled at SIGTERM: publish tasks waiting to resend stop at once.
     stop: CancellationToken,
     /// Look-ups of limits the servers set (a Mastodon instance's text limit), in the
@@ -140,6 +150,37 @@ struct Daemon {
     permits: Arc<Semaphore>,
     /// Publishes spawned and not finished, per channel.
     in_flight: HashMap<String, usize>,
+    /// The normalized text of each post being sent: when its attempt ends, the posts near
+    /// it are judged against the log again.
+    sending_texts: HashMap<String, String>,
+    /// Start-up reconciliations running, one task per channel; each returns its channel,
+    /// the attempts it settled and how many turned out published.
+    reconciles: JoinSet<(String, Vec<AttemptRow>, usize)>,
+    /// Channels waiting for their reconciliation: not evaluated until it ends.
+    reconciling: HashSet<String>,
+    /// Per channel (config order): when `policy::next_wake` asks to be evaluated again.
+    wakes: Vec<Option<Timestamp>>,
+    /// Channels whose ready posts changed since they were last evaluated.
+    dirty: BTreeSet<usize>,
+    next_rescan: Instant,
+    /// A read or write of the log failed: when to try again (the queue listed again, so
+    /// files not judged or verdicts not recorded are done again; withdrawals not recorded
+    /// written again; channels evaluated again).
+    retry_at: Option<Instant>,
+    /// The wait before the next retry: doubles while failures go on.
+    retry_delay: Duration,
+    /// Withdrawals whose row could not be written: written again at the retry.
+    unrecorded_withdrawals: Vec<(usize, String)>,
+    /// Per channel, the `last_evaluated` to decide with instead of the log's: a slot's
+    /// decision recorded but not carried out (its attempt could not be recorded, or the
+    /// file changed just before sending) must be decided again at the next wake.
+    rewound: HashMap<String, Option<Timestamp>>,
+    /// Channels to evaluate again at the retry (their evaluation failed or was not used).
+    again: BTreeSet<usize>,
+    /// Why the publish log cannot be used (its file deleted or replaced), while it lasts.
+    log_unusable: Option<String>,
+    /// The last `STATUS=` sent.
+    status: String,
     published: usize,
 }
 
@@ -191,8 +232,12 @@ pub async fn run_config(
         .with_context(|| format!("opening the publish log {}", config.database.display()))?;
     let notifier = systemd::Notifier::from_env();
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let picture = Picture::new(&config, options.settle);
+    let next_rescan = Instant::now() + options.max_sleep;
+    let watch_clock = options.watch_clock;
     let mut daemon = Daemon {
         config_path,
+        wakes: vec![None; config.channels.len()],
         config,
         shared: Arc::new(Shared {
             store: Mutex::new(store),
@@ -202,12 +247,8 @@ pub async fn run_config(
         adapters: HashMap::new(),
         disabled: HashMap::new(),
         notifier,
-        ready: HashSet::new(),
+        picture,
         reported: HashSet::new(),
-        log_failed: AtomicBool::new(false),
-        retry_delay: FIRST_RETRY,
-        rewound: HashMap::new(),
-        log_unusable: None,
         tasks: JoinSet::new(),
         stop: CancellationToken::new(),
         lookups: JoinSet::new(),
@@ -215,6 +256,18 @@ pub async fn run_config(
         awaiting_limits: HashSet::new(),
         permits,
         in_flight: HashMap::new(),
+        sending_texts: HashMap::new(),
+        reconciles: JoinSet::new(),
+        reconciling: HashSet::new(),
+        dirty: BTreeSet::new(),
+        next_rescan,
+        retry_at: None,
+        retry_delay: FIRST_RETRY,
+        unrecorded_withdrawals: Vec::new(),
+        rewound: HashMap::new(),
+        again: BTreeSet::new(),
+        log_unusable: None,
+        status: String::new(),
         published: 0,
     };
     daemon.build_adapters();
@@ -223,89 +276,133 @@ pub async fn run_config(
     // Watch first, then scan: files present before the watch started get no event.
     let (mut watcher, mut events) = watch::QueueWatcher::start(&daemon.config.queue)
         .with_context(|| format!("watching the queue {}", daemon.config.queue.display()))?;
-    daemon.reconcile_at_startup().await;
-    let now = daemon.now();
-    daemon.evaluate(now);
+    // Channels with attempts a crash left `sending` wait for their reconciliation.
+    let unfinished = match daemon.shared.with_store(|s| s.sending_attempts()) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("could not read unfinished attempts: {e}");
+            Vec::new()
+        }
+    };
+    for a in &unfinished {
+        daemon.reconciling.insert(a.channel.clone());
+    }
+    daemon.rescan();
+    daemon.log_startup_withdrawals();
     daemon.notifier.ready();
     tracing::info!(
         channels = daemon.config.channels.len(),
+        queued = daemon.picture.len(),
         disabled = daemon.disabled.len(),
         "cadenced is running"
     );
+    daemon.start_reconciling(unfinished);
+    daemon.forget_records();
+    daemon.dirty.extend(0..daemon.config.channels.len());
+    daemon.evaluate_dirty();
 
     let mut signals = Signals::new()?;
-    let mut last_watchdog = tokio::time::Instant::now();
-    loop {
-        let now = daemon.now();
-        // One look at the queue and the log per wake, shared by the three questions below.
-        let snapshot = daemon.snapshot(now);
-        let next = snapshot.as_ref().and_then(|s| daemon.next_wake(s, now));
-        if let Some((review, log)) = &snapshot {
-            // Recorded before STATUS= goes out: once systemd shows it, `cadenced status` can.
-            daemon.record_status(review, log, now);
-            daemon.report_status(review, next.clone());
-        }
-        if let Some(interval) = daemon.notifier.watchdog_interval()
-            && last_watchdog.elapsed() >= interval / 2
-        {
-            // A stuck database (or a stuck loop) stops the pings and systemd restarts us.
-            if daemon.shared.with_store(|s| s.ping()).is_ok() {
-                daemon.notifier.watchdog();
-                last_watchdog = tokio::time::Instant::now();
+    let mut clock_watch = if watch_clock {
+        match clockwatch::ClockWatch::new() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch the wall clock for steps ({e}); a step is noticed at the next wake"
+                );
+                None
             }
         }
-        if daemon.shared.options.exit_when_done
-            && snapshot
-                .as_ref()
-                .is_some_and(|(review, _)| daemon.is_done(review))
-        {
+    } else {
+        None
+    };
+    let mut last_watchdog = Instant::now();
+    loop {
+        daemon.report_status();
+        if daemon.shared.options.exit_when_done && daemon.is_done() {
             break;
         }
-        let mut sleep = daemon.shared.options.max_sleep;
-        if let Some((next, _)) = &next {
-            let until = next.duration_since(now).max(SignedDuration::ZERO);
-            sleep = sleep.min(Duration::try_from(until).unwrap_or_default());
-        }
-        if let Some(interval) = daemon.notifier.watchdog_interval() {
-            sleep = sleep.min(interval);
-        }
-        if let Some(retry) = daemon.retry_after_failure() {
-            sleep = sleep.min(retry);
-        }
+        let watchdog_at = daemon
+            .notifier
+            .watchdog_interval()
+            .map(|interval| last_watchdog + interval);
+        let deadline = daemon.next_deadline(watchdog_at);
         tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
+            () = tokio::time::sleep_until(deadline) => {
+                if watchdog_at.is_some_and(|t| t <= Instant::now()) {
+                    // A stuck database (or a stuck loop) stops the pings and systemd
+                    // restarts us.
+                    if daemon.shared.with_store(|s| s.ping()).is_ok() {
+                        daemon.notifier.watchdog();
+                        last_watchdog = Instant::now();
+                    }
+                }
+                tracing::debug!("woke for what is due");
+                if let Some(wakes) = &daemon.shared.options.wakes {
+                    wakes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                daemon.timers_due();
+            }
+            changed = wait_clock(&mut clock_watch) => {
+                match changed {
+                    Ok(()) => tracing::info!("the wall clock was set; computing the next wakes again"),
+                    Err(e) => {
+                        tracing::warn!("stopped watching the wall clock for steps: {e}");
+                        clock_watch = None;
+                    }
+                }
+            }
             event = events.recv() => match event {
-                Some(watch::QueueEvent::Ready(path)) => { daemon.ready.insert(path); }
-                Some(watch::QueueEvent::Gone(_)) | Some(watch::QueueEvent::Rescan) => {}
+                Some(first) => {
+                    let mut batch = vec![first];
+                    while let Ok(more) = events.try_recv() {
+                        batch.push(more);
+                    }
+                    daemon.queue_events(batch);
+                }
                 None => {
                     tracing::error!("the queue watcher stopped; restarting it");
                     (watcher, events) = watch::QueueWatcher::start(&daemon.config.queue)?;
+                    daemon.rescan();
                 }
             },
             Some(done) = daemon.tasks.join_next(), if !daemon.tasks.is_empty() => {
                 daemon.task_finished(done);
             }
+            Some(done) = daemon.reconciles.join_next(), if !daemon.reconciles.is_empty() => {
+                daemon.reconciled(done);
+            }
             Some(found) = daemon.lookups.join_next_with_id(), if !daemon.lookups.is_empty() => {
+                let id = match &found {
+                    Ok((id, _)) => *id,
+                    Err(e) => e.id(),
+                };
+                let name = daemon.lookup_channels.get(&id).cloned();
                 daemon.limits_learned(found);
+                // Its files were left unjudged while it waited: judge them now.
+                if let Some(ci) = name.and_then(|n| daemon.index_of(&n)) {
+                    daemon.revalidate(ci);
+                    daemon.dirty.insert(ci);
+                }
             }
             _ = signals.hup.recv() => {
-                if daemon.reload().await {
+                if daemon.reload_and_rescan().await {
                     (watcher, events) = watch::QueueWatcher::start(&daemon.config.queue)?;
+                    daemon.rescan();
                 }
             }
             _ = signals.term.recv() => break,
             _ = signals.int.recv() => break,
             c = recv_control(&mut control) => match c {
                 Some(Control::Reload) => {
-                    if daemon.reload().await {
+                    if daemon.reload_and_rescan().await {
                         (watcher, events) = watch::QueueWatcher::start(&daemon.config.queue)?;
+                        daemon.rescan();
                     }
                 }
                 Some(Control::Stop) | None => break,
             },
         }
-        let now = daemon.now();
-        daemon.evaluate(now);
+        daemon.evaluate_dirty();
     }
 
     daemon.notifier.stopping();
@@ -318,8 +415,18 @@ pub async fn run_config(
     while let Some(done) = daemon.tasks.join_next().await {
         daemon.task_finished(done);
     }
+    // A reconciliation still asking its platform is left for the next start: its attempt
+    // stays `sending`, which is the safe side.
+    daemon.reconciles.abort_all();
     drop(watcher);
     Ok(daemon.published)
+}
+
+async fn wait_clock(watch: &mut Option<clockwatch::ClockWatch>) -> std::io::Result<()> {
+    match watch {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv_control(control: &mut Option<mpsc::UnboundedReceiver<Control>>) -> Option<Control> {
@@ -353,6 +460,10 @@ impl Daemon {
 
     fn channel(&self, name: &str) -> Option<&Channel> {
         self.config.channels.iter().find(|c| c.name == name)
+    }
+
+    fn index_of(&self, name: &str) -> Option<usize> {
+        self.config.channels.iter().position(|c| c.name == name)
     }
 
     fn build_adapters(&mut self) {
@@ -430,11 +541,11 @@ impl Daemon {
     }
 
     /// Re-reads the config; a broken one is refused and the old one kept. Returns whether
-    /// the queue folder changed (the watcher must follow).
-    async fn reload(&mut self) -> bool {
-        let Some(path) = self.config_path.clone() else {
-            return false;
-        };
+    /// Re-reads the config; a broken one is refused and the old one kept. Returns whether
+    /// the config was replaced and, if so, whether the queue folder changed (the watcher
+    /// must follow).
+    async fn reload(&mut self) -> Option<bool> {
+        let path = self.config_path.clone()?;
         self.notifier.reloading();
         let changed = match config::load(&path) {
             Ok(loaded) => {
@@ -445,7 +556,7 @@ impl Daemon {
                 self.learn_limits();
                 self.reported.clear();
                 tracing::info!(config = %path.display(), "config reloaded");
-                queue_changed
+                Some(queue_changed)
             }
             Err(diags) => {
                 for d in &diags {
@@ -455,11 +566,30 @@ impl Daemon {
                     config = %path.display(),
                     "the new config has errors; keeping the old one"
                 );
-                false
+                None
             }
         };
         self.notifier.ready();
         changed
+    }
+
+    /// A reload: with a new config, the queue is judged again from scratch (channels,
+    /// limits and rules may all have changed). Returns whether the queue folder changed:
+    /// then the caller restarts the watcher and rescans.
+    async fn reload_and_rescan(&mut self) -> bool {
+        match self.reload().await {
+            None => false,
+            Some(queue_changed) => {
+                self.picture = self.picture.renewed(&self.config);
+                self.wakes = vec![None; self.config.channels.len()];
+                self.forget_records();
+                if !queue_changed {
+                    self.rescan();
+                }
+                self.dirty.extend(0..self.config.channels.len());
+                queue_changed
+            }
+        }
     }
 
     /// The SPEC: if a reload changes a channel's zone, that day's cap counts every post
@@ -482,10 +612,8 @@ impl Daemon {
     }
 
     /// Writes a row of the publish log; on failure says which row was not recorded and asks
-    /// for a retry wake (each caller's row is written again at a later evaluation: versions,
-    /// deferrals and withdrawals are derived from what the log lacks). Returns whether the
-    /// row is in the log.
-    fn log(&self, ev: NewEvent<'_>) -> bool {
+    /// for a retry. Returns whether the row is in the log.
+    fn log(&mut self, ev: NewEvent<'_>) -> bool {
         match self.shared.with_store(|s| s.log_event(&ev)) {
             Ok(_) => true,
             Err(e) => {
@@ -495,39 +623,29 @@ impl Daemon {
         }
     }
 
-    /// A failed write (or read) of the log: say what was not recorded, and evaluate again
-    /// soon rather than at some unrelated wake.
-    fn not_recorded(&self, what: &str, so: &str, e: &store::StoreError) {
+    /// A failed write (or read) of the log: say what was not recorded, and try again soon
+    /// rather than at some unrelated wake.
+    fn not_recorded(&mut self, what: &str, so: &str, e: &store::StoreError) {
         tracing::error!(
             "{what} was not recorded in the publish log{so}: {e}; trying again in {} s",
             self.retry_delay.as_secs()
         );
-        self.log_failed.store(true, Ordering::Relaxed);
+        self.log_failed();
     }
 
-    /// After a wake whose evaluation could not read or write the log: how soon to evaluate
-    /// again. The delay doubles while failures go on and starts over after a clean wake.
-    fn retry_after_failure(&mut self) -> Option<Duration> {
-        if self.log_failed.swap(false, Ordering::Relaxed) {
-            let delay = self.retry_delay;
+    /// Schedules the retry after a failure of the log (the delay doubles while failures go
+    /// on, and starts over after a retry that went through).
+    fn log_failed(&mut self) {
+        if self.retry_at.is_none() {
+            self.retry_at = Some(Instant::now() + self.retry_delay);
             self.retry_delay = (self.retry_delay * 2).min(LAST_RETRY);
-            Some(delay)
-        } else {
-            self.retry_delay = FIRST_RETRY;
-            None
         }
     }
 
-    fn platform_of(&self, channel: &str) -> Platform {
-        self.channel(channel)
-            .map(|c| c.platform)
-            .or_else(|| Platform::named("outbox"))
-            .expect("the outbox platform is registered")
-    }
-
-    /// One evaluation at `now`: see the module documentation.
-    fn evaluate(&mut self, now: Timestamp) {
-        // Nothing is decided against a log whose file is gone: its history would be lost.
+    /// Whether the publish log may be used: nothing is judged, decided or published against
+    /// a log whose file is gone or replaced (its history would be lost); that is said once,
+    /// and everything is done again at the retry after it is back.
+    fn log_usable(&mut self) -> bool {
         match self.shared.with_store(|s| s.check_file()) {
             Err(e) => {
                 let why = e.to_string();
@@ -535,174 +653,615 @@ impl Daemon {
                     tracing::error!("{why}");
                     self.log_unusable = Some(why);
                 }
-                self.log_failed.store(true, Ordering::Relaxed);
-                return;
+                self.log_failed();
+                false
             }
             Ok(()) => {
                 if self.log_unusable.take().is_some() {
                     tracing::info!("the publish log is back; publishing again");
                 }
+                true
             }
         }
-        let log = match self
-            .shared
-            .with_store(|s| LogView::load(s, &self.config, now))
-        {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(
-                    "could not read the publish log: {e}; evaluating again in {} s",
-                    self.retry_delay.as_secs()
-                );
-                self.log_failed.store(true, Ordering::Relaxed);
-                return;
-            }
+    }
+
+    /// Runs one update of the picture with the log at hand, then acts on what it found.
+    fn update(&mut self, f: impl FnOnce(&mut Picture, &Ctx<'_>) -> Outcome) {
+        if !self.log_usable() {
+            // Judged again from a full listing at the retry.
+            self.picture.judge_all_again();
+            return;
+        }
+        let now = self.now();
+        let awaiting = &self.awaiting_limits;
+        let skip = |name: &str| awaiting.contains(name);
+        let outcome = {
+            let guard = self.shared.store.lock().unwrap_or_else(|p| p.into_inner());
+            let ctx = Ctx {
+                config: &self.config,
+                store: &guard,
+                skip: &skip,
+                now,
+            };
+            f(&mut self.picture, &ctx)
         };
-        let mut scan = queue::scan(&self.config.queue, &self.channel_names());
-        // Forget "ready" marks of files that left the queue, so the set stays bounded.
-        let in_queue: HashSet<&PathBuf> = scan.files.iter().map(|f| &f.path).collect();
-        self.ready.retain(|p| in_queue.contains(p));
-        // A file written in place is taken only once it has settled; the watcher says so
-        // (Ready) or its modification time does.
-        let settle = self.shared.options.settle;
-        scan.files.retain(|f| {
-            self.ready.contains(&f.path) || !clock::modified_within(f.modified, settle)
-        });
-        // A channel whose server is still telling its limits is judged once it has.
-        scan.files
-            .retain(|f| !self.awaiting_limits.contains(&f.channel));
-        for p in &scan.problems {
-            let key = p.to_string();
-            if self.reported.insert(key) {
+        self.apply(outcome, now);
+    }
+
+    /// The whole queue, listed again; only changed files are read.
+    fn rescan(&mut self) {
+        self.update(|p, ctx| p.rescan(ctx));
+    }
+
+    /// One channel folder, listed again.
+    fn revalidate(&mut self, ci: usize) {
+        let present = queue::scan_root(
+            &self.config.queue,
+            &[self.config.channels[ci].name.as_str()],
+        )
+        .channels
+        .len()
+            == 1;
+        self.update(|p, ctx| p.revalidate(ctx, ci, present));
+    }
+
+    fn queue_events(&mut self, batch: Vec<watch::QueueEvent>) {
+        if batch.iter().any(|e| matches!(e, watch::QueueEvent::Rescan)) {
+            for e in &batch {
+                if let watch::QueueEvent::Ready(path) = e {
+                    self.picture.mark_ready(path);
+                }
+            }
+            self.rescan();
+            return;
+        }
+        for e in batch {
+            match e {
+                watch::QueueEvent::Ready(path) => {
+                    self.picture.mark_ready(&path);
+                    self.update(|p, ctx| p.file_event(ctx, &path));
+                }
+                watch::QueueEvent::Gone(path) => self.update(|p, ctx| p.file_event(ctx, &path)),
+                watch::QueueEvent::Rescan => {}
+            }
+        }
+    }
+
+    /// What the picture found: verdicts logged (each version once) and shown in `.held`
+    /// notes, withdrawals logged, interrupted moves finished, problems reported once.
+    /// Many rows (the start-up's) go in one transaction.
+    fn apply(&mut self, outcome: Outcome, now: Timestamp) {
+        let Outcome {
+            changes,
+            withdrawn,
+            finished,
+            touched,
+            problems,
+            orphan_notes,
+            log_error,
+        } = outcome;
+        self.dirty.extend(touched);
+        for p in &problems {
+            if self.reported.insert(p.to_string()) {
                 tracing::warn!("{p}");
             }
         }
-        for note in &scan.orphan_notes {
+        for note in &orphan_notes {
             if let Err(e) = files::clear_note_of_gone_file(note) {
                 tracing::debug!("cannot remove the note {}: {e}", note.display());
             }
         }
-        let present: HashMap<String, QueuedFile> = scan
-            .files
-            .iter()
-            .map(|f| (f.id.clone(), f.clone()))
-            .collect();
-        self.finish_interrupted_moves(&present, &log);
-        let review = review::review(&self.config, scan, &log, now);
-        self.log_versions(&review, &log, now);
-        self.log_withdrawals(&present, now);
+        if let Some(e) = log_error {
+            tracing::error!(
+                "could not read the publish log: {e}; judging the files concerned again in {} s",
+                self.retry_delay.as_secs()
+            );
+            self.log_failed();
+        }
 
-        for ch in self.config.channels.clone() {
-            if self.disabled.contains_key(&ch.name)
-                || self.awaiting_limits.contains(&ch.name)
-                || self.in_flight.get(&ch.name).is_some_and(|n| *n > 0)
-            {
+        // The last verdict of each file counts (a start-up may judge a file twice).
+        let mut last: HashMap<&str, usize> = HashMap::new();
+        for (i, c) in changes.iter().enumerate() {
+            last.insert(&c.id, i);
+        }
+        let mut rows: Vec<Row> = Vec::new();
+        for (i, change) in changes.iter().enumerate() {
+            if last.get(change.id.as_str()) != Some(&i) {
                 continue;
             }
-            let pending: Vec<Pending> = review
-                .files
-                .iter()
-                .filter(|f| f.channel == ch.name)
-                .filter_map(|f| match &f.verdict {
-                    Verdict::Ready(p) => Some(p.clone()),
-                    _ => None,
-                })
-                .collect();
-            let expired: Vec<&review::FileReview> = review
-                .files
-                .iter()
-                .filter(|f| f.channel == ch.name && matches!(f.verdict, Verdict::Expired(_)))
-                .collect();
-            for f in expired {
-                self.expire(&ch, &f.id, &f.path, &f.hash, now);
-            }
-            let history = log.history.get(&ch.name).cloned().unwrap_or_default();
-            let last = match self.rewound.get(&ch.name) {
-                Some(rewound) => *rewound,
-                None => log.last_evaluated.get(&ch.name).copied(),
+            let Some(entry) = self.picture.entry(&change.id) else {
+                continue;
             };
-            let step = policy::decide(&ch.rules, &history, &pending, last, now);
-            // Recorded before acting, so a restart never sees a slot twice; when this fails
-            // nothing is done and the retry wake decides again.
-            if let Err(e) = self.shared.with_store(|s| {
-                s.set_last_evaluated(&ch.name, now, ch.rules.timezone.iana_name().unwrap_or(""))
-            }) {
-                self.not_recorded(
-                    &format!("the evaluation of channel `{}`", ch.name),
-                    ", so nothing was done for it",
-                    &e,
-                );
-                continue;
-            }
-            for id in &step.expire {
-                if let Some(f) = review.files.iter().find(|f| &f.id == id) {
-                    self.expire(&ch, id, &f.path, &f.hash, now);
+            let path = self.picture.path_of(&change.id);
+            let status = change.verdict.status();
+            let diag = change.verdict.diagnostic();
+            match diag {
+                Some(d) => {
+                    if let Err(e) = files::write_note(&path, "held", &files::note_text(d)) {
+                        tracing::warn!(file = %change.id, "could not write the .held note: {e}");
+                    }
+                }
+                None => {
+                    let _ = files::clear_held_note(&path);
                 }
             }
-            for (id, wait) in &step.deferred {
-                let Some(f) = review.files.iter().find(|f| &f.id == id) else {
-                    continue;
-                };
-                let detail = wait.describe_in(&ch.rules.timezone);
-                let same = self
-                    .shared
-                    .with_store(|s| s.last_deferral(id, &f.hash))
-                    .ok()
-                    .flatten()
-                    .is_some_and(|d| d == detail);
-                if !same {
-                    self.log(NewEvent {
-                        time: now,
-                        channel: &ch.name,
-                        platform: ch.platform,
-                        file: id,
-                        hash: Some(&f.hash),
-                        status: "deferred",
-                        detail: &detail,
-                        attempt: None,
+            if entry.logged == Some(status) {
+                continue;
+            }
+            let channel = &self.config.channels[entry.channel];
+            rows.push(Row {
+                channel: channel.name.clone(),
+                platform: channel.platform,
+                file: change.id.clone(),
+                hash: Some(entry.version.hex()),
+                status,
+                detail: diag
+                    .map(|d| match &d.help {
+                        Some(h) => format!("{} — {h}", d.message),
+                        None => d.message.clone(),
+                    })
+                    .unwrap_or_default(),
+                said: diag.map(|d| d.to_string()),
+            });
+        }
+        for (ci, id) in withdrawn {
+            let channel = &self.config.channels[ci];
+            rows.push(Row {
+                channel: channel.name.clone(),
+                platform: channel.platform,
+                file: id,
+                hash: None,
+                status: "withdrawn",
+                detail: "renamed or removed from the queue before it was published".to_string(),
+                said: None,
+            });
+        }
+        if !rows.is_empty() {
+            self.write_rows(rows, now);
+        }
+        for (id, state) in finished {
+            self.finish_move(&id, &state);
+        }
+    }
+
+    /// Writes verdicts and withdrawals in one transaction, and says them once they are in
+    /// the log (stderr never claims what the log lacks). If the write fails, the files are
+    /// judged again (and withdrawals written again) at the retry.
+    fn write_rows(&mut self, rows: Vec<Row>, now: Timestamp) {
+        let written = self.shared.with_store(|s| {
+            s.in_transaction(|s| {
+                for r in &rows {
+                    s.log_event(&r.event(now))?;
+                }
+                Ok(())
+            })
+        });
+        match written {
+            Ok(()) => {
+                for r in &rows {
+                    match (r.status, &r.said) {
+                        ("withdrawn", _) => {
+                            tracing::info!(channel = %r.channel, file = %r.file, "withdrawn (renamed or removed)")
+                        }
+                        (_, Some(d)) => tracing::warn!(channel = %r.channel, file = %r.file, "{d}"),
+                        (_, None) => {
+                            tracing::info!(channel = %r.channel, file = %r.file, "accepted")
+                        }
+                    }
+                    if r.status != "withdrawn" {
+                        self.picture.set_logged(&r.file, r.status);
+                    }
+                }
+            }
+            Err(e) => {
+                for r in rows.iter().take(10) {
+                    tracing::error!(
+                        "`{}` for {} was not recorded in the publish log: {e}; trying again in {} s",
+                        r.status,
+                        r.file,
+                        self.retry_delay.as_secs()
+                    );
+                }
+                if rows.len() > 10 {
+                    tracing::error!("... and {} more rows", rows.len() - 10);
+                }
+                for r in rows {
+                    if r.status == "withdrawn" {
+                        if let Some(ci) = self.index_of(&r.channel) {
+                            self.unrecorded_withdrawals.push((ci, r.file));
+                        }
+                    } else {
+                        self.picture.judge_again(&r.file);
+                    }
+                }
+                self.log_failed();
+            }
+        }
+    }
+
+    /// A crash between recording an outcome and moving the file leaves a published (or
+    /// failed) version in the queue: finish the move instead of sending it again. Not while
+    /// the channel's publish task runs (it moves its own file right after its outcome) or
+    /// its reconciliation; those end with a look at the file. A move that keeps failing (a
+    /// `published` that is a file) is logged once.
+    fn finish_move(&mut self, id: &str, state: &str) {
+        let Some(channel) = id.split('/').next() else {
+            return;
+        };
+        if self.in_flight.get(channel).is_some_and(|n| *n > 0) || self.reconciling.contains(channel)
+        {
+            return;
+        }
+        let sub = if state == "failed" {
+            "failed"
+        } else {
+            "published"
+        };
+        match files::move_into(&self.picture.path_of(id), sub) {
+            Ok(to) => {
+                tracing::info!(file = %id, "finished an interrupted move to {}", to.display());
+                let id = id.to_string();
+                self.update(|p, ctx| p.forget(ctx, &id));
+            }
+            // The listing reports a `published` that is not a folder, once, with the fix.
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {}
+            Err(e) => {
+                if self.reported.insert(format!("move {id} {sub}: {e}")) {
+                    tracing::error!(file = %id, "could not move to {sub}/: {e}");
+                }
+            }
+        }
+    }
+
+    /// Files the log had pending that left the queue while the daemon was not running.
+    fn log_startup_withdrawals(&mut self) {
+        let pending = match self.shared.with_store(|s| s.pending_files()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("could not read the pending files from the log: {e}");
+                return;
+            }
+        };
+        let gone: Vec<String> = pending
+            .into_iter()
+            .filter(|id| {
+                self.picture.entry(id).is_none()
+                    && self.config.queue.join(id).symlink_metadata().is_err()
+            })
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        self.update(|p, ctx| {
+            let mut out = Outcome::default();
+            for id in &gone {
+                out.withdrawn.extend(p.gone_at_start(ctx, id));
+            }
+            out
+        });
+    }
+
+    /// Attempts a crash left `sending`, reconciled per platform in the background, one task
+    /// per channel.
+    fn start_reconciling(&mut self, attempts: Vec<AttemptRow>) {
+        let mut by_channel: HashMap<String, Vec<AttemptRow>> = HashMap::new();
+        for a in attempts {
+            by_channel.entry(a.channel.clone()).or_default().push(a);
+        }
+        for (name, attempts) in by_channel {
+            let (Some(adapter), Some(ch)) = (
+                self.adapters.get(&name).cloned(),
+                self.channel(&name).cloned(),
+            ) else {
+                for a in &attempts {
+                    tracing::warn!(channel = %a.channel, file = %a.file, "unfinished attempt on a disabled or removed channel; left as it is");
+                }
+                self.reconciling.remove(&name);
+                continue;
+            };
+            let shared = self.shared.clone();
+            let root = self.config.queue.clone();
+            let stop = self.stop.clone();
+            self.reconciles.spawn(async move {
+                let mut published = 0;
+                for attempt in &attempts {
+                    let ended =
+                        publish::reconcile(&shared, &adapter, &ch, attempt, &root, &stop).await;
+                    if ended == Ended::Published {
+                        published += 1;
+                    }
+                }
+                (name, attempts, published)
+            });
+        }
+    }
+
+    fn reconciled(
+        &mut self,
+        done: Result<(String, Vec<AttemptRow>, usize), tokio::task::JoinError>,
+    ) {
+        match done {
+            Ok((channel, attempts, published)) => {
+                self.published += published;
+                self.reconciling.remove(&channel);
+                for a in attempts {
+                    let (id, text) = (a.file.clone(), a.normalized.clone());
+                    self.update(|p, ctx| {
+                        let mut out = p.refresh(ctx, &id);
+                        let near = p.log_changed_near(ctx, &text);
+                        out.changes.extend(near.changes);
+                        out.touched.extend(near.touched);
+                        out
                     });
                 }
-            }
-            // At most one publish in flight per channel: the next one waits for this outcome.
-            let used = match step.publish.first() {
-                Some(id) => {
-                    let claim_until = claim_end(&ch, now);
-                    self.start_publish(&ch, id, &present, claim_until, now)
+                if let Some(ci) = self.index_of(&channel) {
+                    self.dirty.insert(ci);
                 }
-                None => true,
-            };
-            if used {
-                self.rewound.remove(&ch.name);
-            } else {
-                self.rewound.insert(ch.name.clone(), last);
             }
+            // A panicked reconciliation: its channel stays blocked until the next start,
+            // which is the safe side.
+            Err(e) => tracing::error!("a reconciliation failed: {e}"),
+        }
+    }
+
+    /// When the loop must wake next.
+    fn next_deadline(&self, watchdog_at: Option<Instant>) -> Instant {
+        let now = self.now();
+        let inow = Instant::now();
+        let at = |t: Timestamp| {
+            inow + Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO)
+        };
+        let mut deadline = self.next_rescan;
+        let timestamps = self
+            .wakes
+            .iter()
+            .flatten()
+            .copied()
+            .chain(self.picture.next_hold_end());
+        for t in timestamps {
+            deadline = deadline.min(at(t));
+        }
+        for t in [self.picture.next_settle(), self.retry_at, watchdog_at]
+            .into_iter()
+            .flatten()
+        {
+            deadline = deadline.min(t);
+        }
+        deadline
+    }
+
+    /// Whatever is due now: channels at their wake (folder listed again first), files that
+    /// have settled, holds whose window ended, the safety-net rescan.
+    fn timers_due(&mut self) {
+        let now = self.now();
+        let inow = Instant::now();
+        let retry = self.retry_at.is_some_and(|t| t <= inow);
+        if retry {
+            self.retry_at = None;
+        }
+        if inow >= self.next_rescan || retry {
+            self.next_rescan = inow + self.shared.options.max_sleep;
+            self.rescan();
+        }
+        if retry {
+            let withdrawals = std::mem::take(&mut self.unrecorded_withdrawals);
+            if !withdrawals.is_empty() {
+                let rows = withdrawals
+                    .into_iter()
+                    .map(|(ci, id)| {
+                        let ch = &self.config.channels[ci];
+                        Row {
+                            channel: ch.name.clone(),
+                            platform: ch.platform,
+                            file: id,
+                            hash: None,
+                            status: "withdrawn",
+                            detail: "renamed or removed from the queue before it was published"
+                                .to_string(),
+                            said: None,
+                        }
+                    })
+                    .collect();
+                self.write_rows(rows, now);
+            }
+            // Decisions not carried out, evaluations not recorded: decide again.
+            let again = std::mem::take(&mut self.again);
+            self.dirty.extend(again);
+            if self.retry_at.is_none() {
+                // Went through: the next failure starts over with a short wait.
+                self.retry_delay = FIRST_RETRY;
+            }
+        }
+        if self.picture.next_settle().is_some_and(|t| t <= inow) {
+            self.update(|p, ctx| p.settle_due(ctx));
+        }
+        if self.picture.next_hold_end().is_some_and(|t| t <= now) {
+            self.update(|p, ctx| p.hold_ends_due(ctx));
+        }
+        let due: Vec<usize> = (0..self.wakes.len())
+            .filter(|&ci| self.wakes[ci].is_some_and(|t| t <= now))
+            .collect();
+        for ci in due {
+            self.wakes[ci] = None;
+            // Events are hints: what is in the folder at the slot is what counts.
+            self.revalidate(ci);
+            self.dirty.insert(ci);
+        }
+    }
+
+    /// Evaluates the channels whose posts changed or whose time came.
+    fn evaluate_dirty(&mut self) {
+        if !self.dirty.is_empty() && !self.log_usable() {
+            let dirty = std::mem::take(&mut self.dirty);
+            self.again.extend(dirty);
+            return;
+        }
+        // Acting (an expiry, a publish) can change other files; bounded all the same.
+        for _ in 0..4 {
+            let dirty = std::mem::take(&mut self.dirty);
+            if dirty.is_empty() {
+                return;
+            }
+            let now = self.now();
+            for ci in dirty {
+                if ci < self.config.channels.len() {
+                    self.evaluate(ci, now);
+                }
+            }
+        }
+    }
+
+    /// One channel at `now`: see the module documentation. Its record for `status` is
+    /// written after.
+    fn evaluate(&mut self, ci: usize, now: Timestamp) {
+        self.decide_and_act(ci, now);
+        self.record(ci, now);
+    }
+
+    /// Writes channel `ci`'s record for `status` (`daemon::status`).
+    fn record(&mut self, ci: usize, now: Timestamp) {
+        let ch = &self.config.channels[ci];
+        let from = now - SignedDuration::from_hours(48).max(ch.rules.min_gap);
+        let history = self
+            .shared
+            .with_store(|s| s.history(&ch.name, from, ch.dry_run))
+            .unwrap_or_default();
+        let sim = crate::cadence::simulate::SimChannel {
+            name: ch.name.clone(),
+            rules: ch.rules.clone(),
+            history,
+            pending: self.picture.pending(&self.config, ci),
+            last_evaluated: Some(now),
+        };
+        let counts = self.picture.counts(&self.config, ci);
+        self.record_channel(ci, &sim, counts, now);
+    }
+
+    fn decide_and_act(&mut self, ci: usize, now: Timestamp) {
+        let ch = self.config.channels[ci].clone();
+        if self.disabled.contains_key(&ch.name)
+            || self.awaiting_limits.contains(&ch.name)
+            || self.reconciling.contains(&ch.name)
+            || self.in_flight.get(&ch.name).is_some_and(|n| *n > 0)
+        {
+            self.wakes[ci] = None;
+            return;
+        }
+        for id in self.picture.expired(&self.config, ci) {
+            self.expire(&ch, &id, now);
+        }
+        let pending = self.picture.pending(&self.config, ci);
+        let from = now - SignedDuration::from_hours(48).max(ch.rules.min_gap);
+        let read = self.shared.with_store(|s| {
+            Ok((
+                s.history(&ch.name, from, ch.dry_run)?,
+                s.last_evaluated(&ch.name)?,
+            ))
+        });
+        let (history, logged_last) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(
+                    channel = %ch.name,
+                    "could not read the publish log: {e}; evaluating again in {} s",
+                    self.retry_delay.as_secs()
+                );
+                self.again.insert(ci);
+                self.log_failed();
+                return;
+            }
+        };
+        let last = match self.rewound.get(&ch.name) {
+            Some(rewound) => *rewound,
+            None => logged_last,
+        };
+        let step = policy::decide(&ch.rules, &history, &pending, last, now);
+        // Recorded before acting, so a restart never sees a slot twice; when this fails
+        // nothing is done and the retry decides again.
+        if let Err(e) = self.shared.with_store(|s| {
+            s.set_last_evaluated(&ch.name, now, ch.rules.timezone.iana_name().unwrap_or(""))
+        }) {
+            self.not_recorded(
+                &format!("the evaluation of channel `{}`", ch.name),
+                ", so nothing was done for it",
+                &e,
+            );
+            self.again.insert(ci);
+            return;
+        }
+        self.wakes[ci] = policy::next_wake(&ch.rules, &history, &pending, now);
+        for id in &step.expire {
+            self.expire(&ch, id, now);
+        }
+        for (id, wait) in &step.deferred {
+            let Some(hash) = self.picture.entry(id).map(|e| e.version.hex()) else {
+                continue;
+            };
+            let detail = wait.describe_in(&ch.rules.timezone);
+            let same = self
+                .shared
+                .with_store(|s| s.last_deferral(id, &hash))
+                .ok()
+                .flatten()
+                .is_some_and(|d| d == detail);
+            if !same {
+                self.log(NewEvent {
+                    time: now,
+                    channel: &ch.name,
+                    platform: ch.platform,
+                    file: id,
+                    hash: Some(&hash),
+                    status: "deferred",
+                    detail: &detail,
+                    attempt: None,
+                });
+            }
+        }
+        // At most one publish in flight per channel: the next one waits for this outcome.
+        let used = match step.publish.first() {
+            Some(id) => {
+                let claim_until = claim_end(&ch, now);
+                self.start_publish(&ch, id, claim_until, now)
+            }
+            None => true,
+        };
+        if used {
+            self.rewound.remove(&ch.name);
+        } else {
+            // Decided again at the retry (or at the change that comes with the new version).
+            self.rewound.insert(ch.name.clone(), last);
+            self.again.insert(ci);
         }
     }
 
     /// The SPEC: a retry keeps the slot it claimed until the channel's next slot or
     /// `catch_up`, whichever is sooner. Returns `false` when the opportunity was not used
-    /// and must be decided again at the next wake: the file changed just before sending,
-    /// or its attempt could not be recorded first.
+    /// and must be decided again: the file changed just before sending, or its attempt
+    /// could not be recorded first.
     fn start_publish(
         &mut self,
         ch: &Channel,
         id: &str,
-        present: &HashMap<String, QueuedFile>,
         claim_until: Timestamp,
         now: Timestamp,
     ) -> bool {
         let Some(adapter) = self.adapters.get(&ch.name).cloned() else {
             return true;
         };
-        let Some(reviewed) = present.get(id) else {
+        let Some(reviewed) = self.picture.entry(id).map(|e| e.version.hex()) else {
             return true;
         };
+        let path = self.picture.path_of(id);
         // Re-read right before sending: send exactly the version that was just checked.
-        let Some(fresh) = queue::read_post(&self.config.queue, &ch.name, &reviewed.path) else {
+        let Some(fresh) = queue::read_post(&self.config.queue, &ch.name, &path) else {
+            let id = id.to_string();
+            self.update(|p, ctx| p.refresh(ctx, &id));
             return true;
         };
-        if fresh.hash != reviewed.hash {
+        if fresh.hash != reviewed {
             tracing::info!(channel = %ch.name, file = %id, "changed just before sending; checking the new version first");
+            let id = id.to_string();
+            self.update(|p, ctx| p.refresh(ctx, &id));
             return false;
         }
         let Ok(accepted) = &fresh.content else {
@@ -765,21 +1324,36 @@ impl Daemon {
         };
         tracing::info!(channel = %ch.name, file = %id, platform = %ch.platform, dry_run = ch.dry_run, "publishing");
         *self.in_flight.entry(ch.name.clone()).or_default() += 1;
+        // The file is being sent now (not judged again), and it counts in the log: the
+        // posts near it are judged against it.
+        {
+            let id = id.to_string();
+            let text = normalized.clone();
+            self.update(|p, ctx| {
+                let mut out = p.refresh(ctx, &id);
+                let near = p.log_changed_near(ctx, &text);
+                out.changes.extend(near.changes);
+                out.touched.extend(near.touched);
+                out
+            });
+        }
+        self.sending_texts.insert(id.to_string(), normalized);
         let shared = self.shared.clone();
         let permits = self.permits.clone();
         let channel = ch.name.clone();
+        let file = id.to_string();
         let stop = self.stop.clone();
         self.tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let ended = publish::publish(&shared, &adapter, &outgoing, claim, &stop).await;
-            (channel, ended)
+            (channel, file, ended)
         });
         true
     }
 
-    fn task_finished(&mut self, done: Result<(String, Ended), tokio::task::JoinError>) {
+    fn task_finished(&mut self, done: Result<(String, String, Ended), tokio::task::JoinError>) {
         match done {
-            Ok((channel, ended)) => {
+            Ok((channel, file, ended)) => {
                 if let Some(n) = self.in_flight.get_mut(&channel) {
                     *n = n.saturating_sub(1);
                 }
@@ -788,8 +1362,21 @@ impl Daemon {
                     Ended::NotPublished => {}
                     Ended::Credentials(why) => {
                         tracing::error!(channel = %channel, "channel disabled until the config is reloaded: {why}");
-                        self.disabled.insert(channel, why);
+                        self.disabled.insert(channel.clone(), why);
                     }
+                }
+                // The file moved (or stays, unsure or to be sent again), and the attempt
+                // counts or stopped counting: look at both.
+                let text = self.sending_texts.remove(&file).unwrap_or_default();
+                self.update(|p, ctx| {
+                    let mut out = p.refresh(ctx, &file);
+                    let near = p.log_changed_near(ctx, &text);
+                    out.changes.extend(near.changes);
+                    out.touched.extend(near.touched);
+                    out
+                });
+                if let Some(ci) = self.index_of(&channel) {
+                    self.dirty.insert(ci);
                 }
             }
             Err(e) => {
@@ -800,8 +1387,11 @@ impl Daemon {
         }
     }
 
-    fn expire(&self, ch: &Channel, id: &str, path: &Path, hash: &str, now: Timestamp) {
-        match files::move_into(path, "expired") {
+    fn expire(&mut self, ch: &Channel, id: &str, now: Timestamp) {
+        let Some(hash) = self.picture.entry(id).map(|e| e.version.hex()) else {
+            return;
+        };
+        match files::move_into(&self.picture.path_of(id), "expired") {
             Ok(to) => {
                 tracing::info!(channel = %ch.name, file = %id, "expired unpublished; moved to {}", to.display());
                 self.log(NewEvent {
@@ -809,231 +1399,50 @@ impl Daemon {
                     channel: &ch.name,
                     platform: ch.platform,
                     file: id,
-                    hash: Some(hash),
+                    hash: Some(&hash),
                     status: "expired",
                     detail: &format!("moved to {}", to.display()),
                     attempt: None,
                 });
+                let id = id.to_string();
+                self.update(|p, ctx| p.forget(ctx, &id));
             }
             Err(e) => {
-                tracing::error!(channel = %ch.name, file = %id, "could not move an expired post: {e}")
-            }
-        }
-    }
-
-    /// Logs each new version of a file once (`accepted` or `held`) and keeps its `.held`
-    /// note in step with its verdict.
-    fn log_versions(&self, review: &review::Review, log: &LogView, now: Timestamp) {
-        for f in &review.files {
-            // Being sent (or interrupted, reconciled at the next start): not a new verdict.
-            if log
-                .unsure
-                .get(&f.id)
-                .is_some_and(|state| state == "sending")
-            {
-                continue;
-            }
-            let (status, diag): (&str, Option<&Diagnostic>) = match &f.verdict {
-                Verdict::Ready(_) | Verdict::Expired(_) => ("accepted", None),
-                Verdict::Held(d) | Verdict::Invalid(d) => ("held", Some(d)),
-            };
-            match diag {
-                Some(d) => {
-                    if let Err(e) = files::write_note(&f.path, "held", &files::note_text(d)) {
-                        tracing::warn!(file = %f.id, "could not write the .held note: {e}");
-                    }
-                }
-                None => {
-                    let _ = files::clear_held_note(&f.path);
-                }
-            }
-            let logged = self
-                .shared
-                .with_store(|s| s.version_logged(&f.id, &f.hash))
-                .ok()
-                .flatten();
-            if logged.as_deref() == Some(status) {
-                continue;
-            }
-            let detail = diag.map(|d| match &d.help {
-                Some(h) => format!("{} — {h}", d.message),
-                None => d.message.clone(),
-            });
-            // Said once the row is in the log, so stderr never claims what the log lacks.
-            let logged = self.log(NewEvent {
-                time: now,
-                channel: &f.channel,
-                platform: self.platform_of(&f.channel),
-                file: &f.id,
-                hash: Some(&f.hash),
-                status,
-                detail: detail.as_deref().unwrap_or(""),
-                attempt: None,
-            });
-            match diag {
-                Some(d) if logged => tracing::warn!(channel = %f.channel, file = %f.id, "{d}"),
-                None if logged => tracing::info!(channel = %f.channel, file = %f.id, "accepted"),
-                _ => {}
-            }
-        }
-    }
-
-    /// Files the log saw pending that left the queue (renamed or deleted) were withdrawn.
-    fn log_withdrawals(&self, present: &HashMap<String, QueuedFile>, now: Timestamp) {
-        let Ok(pending) = self.shared.with_store(|s| s.pending_files()) else {
-            return;
-        };
-        let unsure = self
-            .shared
-            .with_store(|s| s.unsure_files())
-            .unwrap_or_default();
-        for id in pending {
-            if present.contains_key(&id) || unsure.contains_key(&id) {
-                continue;
-            }
-            // A file still on disk but not taken yet (settling) is not withdrawn.
-            if self.config.queue.join(&id).exists() {
-                continue;
-            }
-            let channel = id.split('/').next().unwrap_or_default().to_string();
-            tracing::info!(channel = %channel, file = %id, "withdrawn (renamed or removed)");
-            self.log(NewEvent {
-                time: now,
-                channel: &channel,
-                platform: self.platform_of(&channel),
-                file: &id,
-                hash: None,
-                status: "withdrawn",
-                detail: "renamed or removed from the queue before it was published",
-                attempt: None,
-            });
-        }
-    }
-
-    /// A crash between recording an outcome and moving the file leaves a published (or
-    /// failed) version in the queue: finish the move instead of sending it again. Not while
-    /// the channel's publish task runs: the task moves its own file right after recording
-    /// its outcome, and two movers of one file made one of them fail ("No such file").
-    /// A move that keeps failing (a `published` that is a file) is logged once.
-    fn finish_interrupted_moves(&mut self, present: &HashMap<String, QueuedFile>, log: &LogView) {
-        for (id, f) in present {
-            let Some((state, hash)) = log.finished.get(id) else {
-                continue;
-            };
-            if f.hash != *hash || self.in_flight.get(&f.channel).is_some_and(|n| *n > 0) {
-                continue; // a new version under the same name is a new post
-            }
-            let sub = if state == "failed" {
-                "failed"
-            } else {
-                "published"
-            };
-            match files::move_into(&f.path, sub) {
-                Ok(to) => {
-                    tracing::info!(file = %id, "finished an interrupted move to {}", to.display())
-                }
-                // The scan reports a `published` that is not a folder, once, with the fix.
-                Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {}
-                Err(e) => {
-                    if self.reported.insert(format!("move {id} {sub}: {e}")) {
-                        tracing::error!(file = %id, "could not move to {sub}/: {e}");
-                    }
+                if self.reported.insert(format!("expire {id}: {e}")) {
+                    tracing::error!(channel = %ch.name, file = %id, "could not move an expired post: {e}")
                 }
             }
         }
     }
 
-    /// Start-up: attempts left `sending` by a crash are reconciled per platform before
-    /// anything else is sent.
-    async fn reconcile_at_startup(&mut self) {
-        let sending = match self.shared.with_store(|s| s.sending_attempts()) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!("could not read unfinished attempts: {e}");
-                return;
-            }
-        };
-        for attempt in sending {
-            let Some(adapter) = self.adapters.get(&attempt.channel).cloned() else {
-                tracing::warn!(channel = %attempt.channel, file = %attempt.file, "unfinished attempt on a disabled or removed channel; left as it is");
-                continue;
-            };
-            let Some(ch) = self.channel(&attempt.channel).cloned() else {
-                continue;
-            };
-            let ended = publish::reconcile(
-                &self.shared,
-                &adapter,
-                &ch,
-                &attempt,
-                &self.config.queue,
-                &self.stop,
-            )
-            .await;
-            if ended == Ended::Published {
-                self.published += 1;
-            }
-        }
-    }
-
-    fn channel_names(&self) -> Vec<&str> {
-        self.config
-            .channels
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect()
-    }
-
-    /// The queue as `review` judges it now, with the log it was judged against.
-    fn snapshot(&self, now: Timestamp) -> Option<(review::Review, LogView)> {
-        let log = self
-            .shared
-            .with_store(|s| LogView::load(s, &self.config, now))
-            .ok()?;
-        let scan = queue::scan(&self.config.queue, &self.channel_names());
-        Some((review::review(&self.config, scan, &log, now), log))
-    }
-
-    /// The earliest next wake of any enabled channel, with that channel.
-    fn next_wake(
-        &self,
-        (review, log): &(review::Review, LogView),
-        now: Timestamp,
-    ) -> Option<(Timestamp, String)> {
-        review
-            .sim_channels(&self.config, log)
-            .iter()
-            .filter(|c| !self.disabled.contains_key(&c.name))
-            .filter_map(|c| {
-                Some((
-                    policy::next_wake(&c.rules, &c.history, &c.pending, now)?,
-                    c.name.clone(),
-                ))
-            })
-            .min()
-    }
-
-    fn is_done(&self, review: &review::Review) -> bool {
-        if !self.tasks.is_empty() {
+    fn is_done(&self) -> bool {
+        if !self.tasks.is_empty() || !self.reconciles.is_empty() {
             return false;
         }
         // Done when nothing is left that could be published: the demo moves its example's
         // appointments to just after its start, so they are waited for too.
-        !review.files.iter().any(|f| {
-            matches!(f.verdict, Verdict::Ready(_)) && !self.disabled.contains_key(&f.channel)
-        })
+        !self
+            .picture
+            .anything_ready(|ci| !self.disabled.contains_key(&self.config.channels[ci].name))
     }
 
-    /// `STATUS=` for systemd, e.g. "12 queued; next: shop-x Mon 17:30".
-    fn report_status(&self, review: &review::Review, next: Option<(Timestamp, String)>) {
-        let queued = review.files.len();
+    /// `STATUS=` for systemd, e.g. "12 queued; next: shop-x Mon 17:30", sent when it changes.
+    fn report_status(&mut self) {
+        let queued = self.picture.len();
+        let next = self
+            .wakes
+            .iter()
+            .enumerate()
+            .filter_map(|(ci, w)| Some(((*w)?, ci)))
+            .min();
         let next_text = match next {
-            Some((t, channel)) => {
-                let tz = self
-                    .channel(&channel)
-                    .map(|c| c.rules.timezone.clone())
-                    .unwrap_or(jiff::tz::TimeZone::UTC);
-                format!("{channel} {}", t.to_zoned(tz).strftime("%a %H:%M"))
+            Some((t, ci)) => {
+                let ch = &self.config.channels[ci];
+                format!(
+                    "{} {}",
+                    ch.name,
+                    t.to_zoned(ch.rules.timezone.clone()).strftime("%a %H:%M")
+                )
             }
             None => "nothing scheduled".to_string(),
         };
@@ -1042,8 +1451,38 @@ impl Daemon {
         } else {
             format!("; {} channel(s) disabled", self.disabled.len())
         };
-        self.notifier
-            .status(&format!("{queued} queued; next: {next_text}{disabled}"));
+        let status = format!("{queued} queued; next: {next_text}{disabled}");
+        if status != self.status {
+            self.notifier.status(&status);
+            self.status = status;
+        }
+    }
+}
+
+/// A row of the log the daemon writes for a verdict or a withdrawal.
+struct Row {
+    channel: String,
+    platform: Platform,
+    file: String,
+    hash: Option<String>,
+    status: &'static str,
+    detail: String,
+    /// What stderr says once the row is written (a held file's message).
+    said: Option<String>,
+}
+
+impl Row {
+    fn event(&self, now: Timestamp) -> NewEvent<'_> {
+        NewEvent {
+            time: now,
+            channel: &self.channel,
+            platform: self.platform,
+            file: &self.file,
+            hash: self.hash.as_deref(),
+            status: self.status,
+            detail: &self.detail,
+            attempt: None,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::Scan;
 use super::files::{self, SUB_FOLDERS};
@@ -18,7 +18,37 @@ use crate::diag::{self, Diagnostic};
 /// Scans `queue_root` for the folders of `channels`. A configured channel without a folder
 /// is an empty queue, not a problem.
 pub fn scan(queue_root: &Path, channels: &[&str]) -> Scan {
-    let mut scan = Scan::default();
+    let root = scan_root(queue_root, channels);
+    let mut scan = Scan {
+        problems: root.problems,
+        ..Scan::default()
+    };
+    for channel in root.channels {
+        let listing = list_channel(queue_root, channel);
+        scan.problems.extend(listing.problems);
+        scan.orphan_notes.extend(listing.orphan_notes);
+        for entry in listing.entries {
+            scan.files
+                .extend(read_post(queue_root, channel, &entry.path));
+        }
+    }
+    scan.files
+        .sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+    scan.problems.sort_by(|a, b| a.file.cmp(&b.file));
+    scan
+}
+
+/// The queue folder itself: its problems, and the configured channels that have a folder
+/// that may be read (a linked channel folder must stay inside the queue).
+#[derive(Debug, Default)]
+pub struct RootScan<'a> {
+    pub problems: Vec<Diagnostic>,
+    pub channels: Vec<&'a str>,
+}
+
+/// Lists `queue_root` (not the channel folders): see [`RootScan`].
+pub fn scan_root<'a>(queue_root: &Path, channels: &[&'a str]) -> RootScan<'a> {
+    let mut scan = RootScan::default();
     let entries = match fs::read_dir(queue_root) {
         Ok(entries) => entries,
         Err(e) => {
@@ -91,26 +121,67 @@ pub fn scan(queue_root: &Path, channels: &[&str]) -> Scan {
                 continue;
             }
         }
-        scan_channel(queue_root, channel, &mut scan);
+        scan.channels.push(channel);
     }
-    scan.files
-        .sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
-    scan.problems.sort_by(|a, b| a.file.cmp(&b.file));
     scan
 }
 
-fn scan_channel(queue_root: &Path, channel: &str, scan: &mut Scan) {
+/// A channel folder as listed, without reading any file: what a post file may be, with a
+/// stamp that changes whenever the file may have (so only changed files need reading).
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub entries: Vec<ListedFile>,
+    pub problems: Vec<Diagnostic>,
+    /// `.held` notes whose post file is gone.
+    pub orphan_notes: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListedFile {
+    pub path: PathBuf,
+    /// See [`stamp`].
+    pub stamp: u64,
+    /// A symlink: its target may change without its stamp changing, so it is always read.
+    pub is_link: bool,
+}
+
+/// What a directory entry looks like: inode, size, and modification and change times to
+/// the nanosecond, mixed into one number. A write, a truncation, a rename over it, a
+/// `chmod` or a `touch` changes it. Not followed through symlinks.
+pub fn stamp(meta: &fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in [
+        meta.ino(),
+        meta.dev(),
+        meta.size(),
+        meta.mtime() as u64,
+        meta.mtime_nsec() as u64,
+        meta.ctime() as u64,
+        meta.ctime_nsec() as u64,
+        u64::from(meta.mode()),
+    ] {
+        h ^= v;
+        h = h.wrapping_mul(0x0100_0000_01b3).rotate_left(23);
+    }
+    h
+}
+
+/// Lists the folder of `channel`: candidate post files (not ignored names, not sub-folders),
+/// cadenced's own folders that are not folders, and orphaned `.held` notes.
+pub fn list_channel(queue_root: &Path, channel: &str) -> Listing {
+    let mut listing = Listing::default();
     let dir = queue_root.join(channel);
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
         // Removed between the two listings: an empty queue.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return listing,
         Err(e) => {
-            scan.problems.push(
+            listing.problems.push(
                 Diagnostic::error(&dir, format!("cannot read the channel folder: {e}"))
                     .with_help(PERMISSION_HELP),
             );
-            return;
+            return listing;
         }
     };
     let mut names = HashSet::new();
@@ -119,7 +190,7 @@ fn scan_channel(queue_root: &Path, channel: &str, scan: &mut Scan) {
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                scan.problems.push(
+                listing.problems.push(
                     Diagnostic::error(&dir, format!("cannot list the channel folder: {e}"))
                         .with_help(PERMISSION_HELP),
                 );
@@ -131,17 +202,31 @@ fn scan_channel(queue_root: &Path, channel: &str, scan: &mut Scan) {
         if SUB_FOLDERS.iter().any(|s| name == *s) {
             // cadenced's own folders: never posts, and a file in their place stops moves.
             if !path.metadata().is_ok_and(|m| m.is_dir()) {
-                scan.problems
+                listing
+                    .problems
                     .push(Diagnostic::error(&path, files::not_a_folder(&path)));
             }
             continue;
         }
+        names.insert(name.clone());
         if name.as_bytes().ends_with(b".held") {
             notes.push(path);
-        } else {
-            scan.files.extend(read_post(queue_root, channel, &path));
+            continue;
         }
-        names.insert(name);
+        if is_ignored_file(&name.to_string_lossy()) {
+            continue;
+        }
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue; // gone already
+        };
+        if meta.is_dir() {
+            continue; // sub-folders of a channel are never posts
+        }
+        listing.entries.push(ListedFile {
+            stamp: stamp(&meta),
+            is_link: meta.file_type().is_symlink(),
+            path,
+        });
     }
     // A note whose post is gone (deleted, renamed away) says nothing any more.
     for note in notes {
@@ -149,9 +234,10 @@ fn scan_channel(queue_root: &Path, channel: &str, scan: &mut Scan) {
             .file_name()
             .map(|n| &n.as_bytes()[..n.len() - ".held".len()]);
         if post.is_some_and(|p| !names.contains(OsStr::from_bytes(p))) {
-            scan.orphan_notes.push(note);
+            listing.orphan_notes.push(note);
         }
     }
+    listing
 }
 
 const PERMISSION_HELP: &str =

@@ -5,7 +5,7 @@
 //! member without the daemon's environment sees the daemon's truth.
 
 use jiff::Timestamp;
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::{Result, Store, format_time};
 
@@ -34,6 +34,9 @@ pub struct ChannelRecord {
     /// The newest attempt: when it started, its state, its file.
     pub last_attempt: Option<(Timestamp, String, String)>,
 }
+
+/// A channel's newest attempt: when it started, its state, its file.
+pub type LastAttempt = (Timestamp, String, String);
 
 impl Store {
     /// Replaces the recorded state of every channel with `records`, in one transaction.
@@ -80,6 +83,71 @@ impl Store {
             }
         }
         tx.commit().map_err(err)
+    }
+
+    /// Replaces the recorded state of one channel.
+    pub fn record_channel(&mut self, r: &ChannelRecord) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO channel_status (channel, recorded, pid, platform, timezone,
+                    disabled_reason, paused, dry_run, queued, held, published_today,
+                    max_per_day, failed, unknown, next_file, next_at, last_attempt_at,
+                    last_attempt_state, last_attempt_file)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                    ?16, ?17, ?18, ?19)",
+            )
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    r.channel,
+                    format_time(r.recorded),
+                    r.pid,
+                    r.platform,
+                    r.timezone,
+                    r.disabled,
+                    r.paused,
+                    r.dry_run,
+                    r.queued,
+                    r.held,
+                    r.published_today,
+                    r.max_per_day,
+                    r.failed,
+                    r.unknown,
+                    r.next_post.as_ref().map(|(f, _)| f),
+                    r.next_post.as_ref().map(|(_, t)| format_time(*t)),
+                    r.last_attempt.as_ref().map(|(t, _, _)| format_time(*t)),
+                    r.last_attempt.as_ref().map(|(_, s, _)| s),
+                    r.last_attempt.as_ref().map(|(_, _, f)| f),
+                ])
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// One channel's failed and unknown attempt counts and its newest attempt (started,
+    /// state, file): index look-ups on the channel's attempts.
+    pub fn channel_attempts(&self, channel: &str) -> Result<(u32, u32, Option<LastAttempt>)> {
+        let count = |state: &str| -> Result<u32> {
+            self.conn
+                .prepare_cached("SELECT COUNT(*) FROM attempts WHERE channel = ?1 AND state = ?2")
+                .and_then(|mut s| s.query_row(params![channel, state], |r| r.get(0)))
+                .map_err(|e| self.err(e))
+        };
+        let last: Option<(String, String, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT started, state, file FROM attempts WHERE channel = ?1
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row([channel], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(|e| self.err(e))?;
+        let last = match last {
+            Some((started, state, file)) => Some((self.time(started)?, state, file)),
+            None => None,
+        };
+        Ok((count("failed")?, count("unknown")?, last))
     }
 
     /// The recorded channels, by name.

@@ -413,3 +413,147 @@ async fn a_channel_whose_credential_cannot_be_read_is_disabled_and_the_others_ke
     );
     assert!(!statuses(&p, "masto/001.md").iter().any(|s| s == "sending"));
 }
+
+/// Starts the daemon with `options` (the harness above fixes most of them).
+fn start_with(p: &Project, clock: &Arc<TestClock>, options: Options) -> Running {
+    let (control, rx) = mpsc::unbounded_channel();
+    let config = p.config();
+    let clock: Arc<dyn cadenced::clock::Clock> = clock.clone();
+    let handle = tokio::spawn(async move { daemon::run(&config, clock, options, Some(rx)).await });
+    Running { control, handle }
+}
+
+/// Waits (real time) until the log has `status` for `file`; how long it took.
+async fn until_logged(p: &Project, file: &str, status: &str, limit: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    let db = p.root().join("state/cadenced.sqlite");
+    loop {
+        if db.exists() && statuses(p, file).iter().any(|s| s == status) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "no `{status}` for {file} within {limit:?}: {:#?}",
+            log(p)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A slot that never falls due while a test runs: 29 February.
+const QUIET: &str = r#"
+[defaults]
+timezone = "Europe/Madrid"
+
+[channels.news]
+platform = "outbox"
+slots = ["0 0 29 2 *"]
+"#;
+
+/// Before, a file younger than the settle time when the daemon started waited for an
+/// unrelated wake (with a slot a day away, a day). Real time here: file times are real.
+#[tokio::test]
+async fn a_file_written_just_before_the_start_is_accepted_after_its_settle_time() {
+    let p = Project::new(QUIET);
+    p.post(
+        "news/fresh.md",
+        "Written a moment before the daemon started.\n",
+    );
+    let clock = TestClock::at("2026-11-23T08:30:00Z");
+    let d = start_with(
+        &p,
+        &clock,
+        Options {
+            settle: Duration::from_millis(300),
+            ..Options::default()
+        },
+    );
+    let took = until_logged(&p, "news/fresh.md", "accepted", Duration::from_secs(10)).await;
+    assert!(
+        took >= Duration::from_millis(100),
+        "taken before it settled: {took:?}"
+    );
+    assert_eq!(d.stop().await, 0);
+}
+
+/// Before, a file renamed into a new channel's folder just before the reload that adds the
+/// channel waited for an unrelated wake (up to 300 s). Real time here: file times are real.
+#[tokio::test]
+async fn a_file_renamed_into_a_new_channels_folder_before_the_reload_is_taken_at_the_reload() {
+    let p = Project::new(QUIET);
+    // The folder exists (an unknown channel, reported) and is watched from the start.
+    std::fs::create_dir_all(p.root().join("queue/promo")).unwrap();
+    let clock = TestClock::at("2026-11-23T08:30:00Z");
+    let d = start_with(
+        &p,
+        &clock,
+        Options {
+            settle: Duration::from_secs(1),
+            max_sleep: Duration::from_secs(600),
+            ..Options::default()
+        },
+    );
+    let staged = p.root().join("promo-a.md");
+    std::fs::write(
+        &staged,
+        "A promotion for the new channel, written and renamed in.\n",
+    )
+    .unwrap();
+    std::fs::rename(&staged, p.root().join("queue/promo/a.md")).unwrap();
+    let config = std::fs::read_to_string(p.config()).unwrap();
+    std::fs::write(
+        p.config(),
+        format!("{config}\n[channels.promo]\nplatform = \"outbox\"\nslots = [\"0 0 29 2 *\"]\n"),
+    )
+    .unwrap();
+    d.control.send(Control::Reload).unwrap();
+    until_logged(&p, "promo/a.md", "accepted", Duration::from_secs(5)).await;
+    assert_eq!(d.stop().await, 0);
+}
+
+/// Before, the daemon woke every 5 minutes (12 times an hour) to notice a clock step; now a
+/// timerfd says when the clock is set, and nothing due means no wake at all.
+#[tokio::test(start_paused = true)]
+async fn nothing_due_means_no_wake_up_for_hours() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let p = Project::new(QUIET);
+    for i in 0..50 {
+        p.post(
+            &format!("news/{i:02}.md"),
+            &format!(
+                "Queued post {i}: {}\n",
+                (0..8)
+                    .map(|k| format!("w{}", i * 31 + k * 977))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        );
+    }
+    let wakes = Arc::new(AtomicU64::new(0));
+    let clock = TestClock::at("2026-11-23T08:30:00Z");
+    let d = start_with(
+        &p,
+        &clock,
+        Options {
+            settle: Duration::ZERO,
+            wakes: Some(wakes.clone()),
+            ..Options::default()
+        },
+    );
+    pass(1).await;
+    assert_eq!(statuses(&p, "news/00.md"), ["accepted"]);
+    let before = wakes.load(Ordering::Relaxed);
+    pass(5 * 60).await;
+    assert_eq!(
+        wakes.load(Ordering::Relaxed),
+        before,
+        "five idle hours, no wake-up"
+    );
+    pass(60 + 1).await;
+    assert_eq!(
+        wakes.load(Ordering::Relaxed),
+        before + 1,
+        "the safety-net listing after six hours, once"
+    );
+    assert_eq!(d.stop().await, 0);
+}

@@ -23,6 +23,7 @@ mod pds;
 mod plan_props;
 mod plans;
 mod publishing;
+mod startup;
 mod status;
 mod support;
 mod systemd;

@@ -74,7 +74,19 @@ fn status_shows_the_daemons_view_to_a_shell_without_its_credentials() {
         }
     }
 
-    let lines = json(&p);
+    // The files were written just before the start: the daemon takes them once they have
+    // settled (a second), and records the channel again then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let lines = loop {
+        let lines = json(&p);
+        let judged = lines
+            .iter()
+            .any(|l| l["channel"] == "masto" && l["queued"] == 1);
+        if judged || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let masto = lines.iter().find(|l| l["channel"] == "masto").unwrap();
     assert_eq!(masto["source"], "daemon", "{masto}");
     assert_eq!(
