@@ -188,7 +188,8 @@ pub async fn connect(
                     " The channel still has `dry_run = true`: remove that line from [channels.{name}] to publish for real."
                 )
             } else {
-                String::new()
+                " If the daemon paused the channel, `systemctl reload cadenced` resumes it."
+                    .to_string()
             }
         ),
     )?;

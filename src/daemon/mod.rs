@@ -474,6 +474,23 @@ impl Daemon {
         self.disabled.clear();
         for ch in &self.config.channels {
             match adapter::connect(ch.platform, &ch.name, &ch.settings, ch.dry_run, &ctx) {
+                // A channel whose refresh or login the platform refused stays paused across
+                // restarts, with the reason, until `cadenced auth` connects it again.
+                Ok(_)
+                    if let Some(why) = ctx
+                        .tokens
+                        .as_ref()
+                        .filter(|_| !ch.dry_run)
+                        .and_then(|t| t.get(&ch.name).ok())
+                        .and_then(|t| t.needs_auth) =>
+                {
+                    let why = format!(
+                        "{why}; run `cadenced auth {}`, then reload the daemon",
+                        ch.name
+                    );
+                    tracing::error!(channel = %ch.name, "channel disabled: {why}");
+                    self.disabled.insert(ch.name.clone(), why);
+                }
                 Ok(a) => {
                     self.adapters.insert(ch.name.clone(), Arc::new(a));
                 }

@@ -301,7 +301,7 @@ fn recheck(shared: &Shared, claim: &Claim, post: &Outgoing, now: Timestamp) -> O
     if let Some(pos) = history.iter().position(|t| *t == claim.started) {
         history.remove(pos);
     }
-    policy::blocked(&claim.rules, &history, now).map(|w| w.describe())
+    policy::blocked(&claim.rules, &history, now).map(|w| w.describe_in(&claim.rules.timezone))
 }
 
 /// Stops resending. Only when a try may have reached the platform is it asked first (a

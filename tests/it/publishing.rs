@@ -283,3 +283,65 @@ platform = "outbox"
     let stopped = tokio::time::timeout(Duration::from_secs(20), running.stop()).await;
     assert!(stopped.is_ok(), "the daemon did not stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_needing_auth_stays_paused_across_restarts_and_status_says_why() {
+    // The platform refused the channel's refresh token before a restart: the token store
+    // says so, and the restarted daemon pauses the channel with the reason at once instead
+    // of trying (and failing) with each post.
+    let p = Project::new(
+        r#"
+[defaults]
+timezone = "UTC"
+slots = ["* * * * * *"]
+
+[channels.shop-x]
+platform = "x"
+client_id = "app-1"
+api = "http://127.0.0.1:9"
+
+[channels.news]
+platform = "outbox"
+"#,
+    );
+    p.post(
+        "shop-x/001.md",
+        "Waiting for the account to be connected again\n",
+    );
+    p.post("news/001.md", "The newsletter goes out meanwhile\n");
+    let tokens = cadenced::tokens::TokenStore::beside(&p.root().join("state/cadenced.sqlite"));
+    tokens
+        .update("shop-x", "2026-11-27T09:00:00Z".parse().unwrap(), |t| {
+            t.needs_auth = Some("X refused the refresh token (HTTP 400: invalid_request)".into())
+        })
+        .unwrap();
+    let running = start(&p, Options::default());
+    until("the other channel published", || {
+        published_files(&p, "news") == 1
+    })
+    .await;
+    running.stop().await;
+    let conn = rusqlite::Connection::open(p.root().join("state/cadenced.sqlite")).unwrap();
+    let reason: Option<String> = conn
+        .query_row(
+            "SELECT disabled_reason FROM channel_status WHERE channel = 'shop-x'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let reason = reason.expect("the channel is recorded as disabled");
+    assert!(reason.contains("refused the refresh token"), "{reason}");
+    assert!(reason.contains("cadenced auth shop-x"), "{reason}");
+    assert!(
+        p.root().join("queue/shop-x/001.md").exists(),
+        "the post stays queued"
+    );
+    let attempts: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM attempts WHERE channel = 'shop-x'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(attempts, 0, "no attempt while the channel needs the user");
+}

@@ -47,7 +47,7 @@ const KEYS: &[Key] = &[
     Key::required(
         "app_password",
         Kind::Secret,
-        "{ credential = \"bluesky-app-password\" }",
+        "{ credential = \"cadenced_bluesky-app-password\" }",
     )
     .about("an app password (Settings → Privacy and security → App passwords)"),
 ];
