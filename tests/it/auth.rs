@@ -3,103 +3,60 @@
 //! exchanged with the PKCE verifier that matches the challenge, the tokens kept in the
 //! owner-only token store (never printed), and a refusal reported with what to do.
 
-use std::convert::Infallible;
 use std::os::unix::fs::PermissionsExt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use bytes::Bytes;
 use cadenced::cli::auth::{connect, pkce_challenge};
+use cadenced::clock::SystemClock;
 use cadenced::config;
 use cadenced::tokens::TokenStore;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::StatusCode;
 use serde_json::json;
-use tokio::net::TcpListener;
 
+use crate::fake_server::{Outcome, Received, Server, Shared, form_pairs, json_response};
 use crate::support::TestClock;
 
-#[derive(Debug, Default, Clone)]
-struct Seen {
-    /// Form fields of each token request.
-    token_requests: Vec<Vec<(String, String)>>,
-    authorization: Vec<String>,
-}
+/// The form fields of each token request.
+type Seen = Vec<Vec<(String, String)>>;
 
 /// Answers `POST /2/oauth2/token` (code `good-code` only) and `GET /2/users/me` (with the
 /// access token it issued only), as X documents them.
-async fn x_like() -> (String, Arc<Mutex<Seen>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let state = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let state = state.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let state = state.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body.collect().await.unwrap().to_bytes();
-                        let auth = parts
-                            .headers
-                            .get("authorization")
-                            .map(|v| v.to_str().unwrap().to_string())
-                            .unwrap_or_default();
-                        state.lock().unwrap().authorization.push(auth.clone());
-                        let (status, answer) = match parts.uri.path() {
-                            "/2/oauth2/token" => {
-                                let form: Vec<(String, String)> =
-                                    form_urlencoded::parse(&body).into_owned().collect();
-                                state.lock().unwrap().token_requests.push(form.clone());
-                                let get = |k: &str| {
-                                    form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
-                                };
-                                if get("grant_type") == Some("authorization_code")
-                                    && get("code") == Some("good-code")
-                                {
-                                    (
-                                        200,
-                                        json!({ "token_type": "bearer", "expires_in": 7200,
-                                        "access_token": "AT-issued-1", "refresh_token": "RT-issued-1",
-                                        "scope": "tweet.read tweet.write users.read media.write offline.access" }),
-                                    )
-                                } else {
-                                    (
-                                        400,
-                                        json!({ "error": "invalid_request",
-                                        "error_description": "Value passed for the authorization code was invalid." }),
-                                    )
-                                }
-                            }
-                            "/2/users/me" if auth == "Bearer AT-issued-1" => (
-                                200,
-                                json!({ "data": { "id": "2244994945", "name": "Sneaker Shop", "username": "sneakershop" } }),
-                            ),
-                            _ => (
-                                401,
-                                json!({ "title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized" }),
-                            ),
-                        };
-                        Ok::<_, Infallible>(
-                            Response::builder()
-                                .status(status)
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from(answer.to_string())))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (url, seen)
+async fn x_like() -> Server<Seen> {
+    fn handle(shared: &Shared<Seen>, request: &Received) -> Outcome {
+        let (status, answer) = match request.path.as_str() {
+            "/2/oauth2/token" => {
+                let form = form_pairs(&request.body);
+                shared.update(|seen| seen.push(form.clone()));
+                let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+                if get("grant_type") == Some("authorization_code")
+                    && get("code") == Some("good-code")
+                {
+                    (
+                        StatusCode::OK,
+                        json!({ "token_type": "bearer", "expires_in": 7200,
+                        "access_token": "AT-issued-1", "refresh_token": "RT-issued-1",
+                        "scope": "tweet.read tweet.write users.read media.write offline.access" }),
+                    )
+                } else {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        json!({ "error": "invalid_request",
+                        "error_description": "Value passed for the authorization code was invalid." }),
+                    )
+                }
+            }
+            "/2/users/me" if request.header("authorization") == Some("Bearer AT-issued-1") => (
+                StatusCode::OK,
+                json!({ "data": { "id": "2244994945", "name": "Sneaker Shop", "username": "sneakershop" } }),
+            ),
+            _ => (
+                StatusCode::UNAUTHORIZED,
+                json!({ "title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized" }),
+            ),
+        };
+        Outcome::Answer(json_response(status, &answer))
+    }
+    Server::start("x-like", Seen::new(), Arc::new(SystemClock), handle).await
 }
 
 fn x_channel(dir: &std::path::Path, api: &str) -> config::Channel {
@@ -116,9 +73,9 @@ fn x_channel(dir: &std::path::Path, api: &str) -> config::Channel {
 #[tokio::test]
 async fn auth_connects_x_with_pkce_and_keeps_the_tokens_owner_only() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let (api, seen) = x_like().await;
+    let server = x_like().await;
     let dir = tempfile::tempdir().unwrap();
-    let channel = x_channel(dir.path(), &api);
+    let channel = x_channel(dir.path(), &server.url());
     let tokens = TokenStore::beside(&dir.path().join("state/cadenced.sqlite"));
     let clock = TestClock::at("2026-11-27T09:00:00Z");
     // The user pastes the address the browser landed on (state checked against what was
@@ -156,8 +113,7 @@ async fn auth_connects_x_with_pkce_and_keeps_the_tokens_owner_only() {
     );
     assert_eq!(q["redirect_uri"], "http://127.0.0.1:8976/callback");
     // …and the exchange sent the verifier that matches it.
-    let seen = seen.lock().unwrap().clone();
-    let form = &seen.token_requests[0];
+    let form = server.state()[0].clone();
     let get = |k: &str| {
         form.iter()
             .find(|(n, _)| n == k)
@@ -197,9 +153,9 @@ async fn auth_connects_x_with_pkce_and_keeps_the_tokens_owner_only() {
 #[tokio::test]
 async fn a_refused_code_says_what_to_do_and_keeps_nothing() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let (api, _seen) = x_like().await;
+    let server = x_like().await;
     let dir = tempfile::tempdir().unwrap();
-    let channel = x_channel(dir.path(), &api);
+    let channel = x_channel(dir.path(), &server.url());
     let tokens = TokenStore::beside(&dir.path().join("state/cadenced.sqlite"));
     let clock = TestClock::at("2026-11-27T09:00:00Z");
     let mut input = std::io::Cursor::new("https://shop.example/cb?code=stale-code\n");

@@ -8,11 +8,10 @@
 //! so a new platform cannot skip it.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use bytes::Bytes;
+use cadenced::clock::SystemClock;
 use cadenced::config;
 use cadenced::platforms::adapter::{
     self, AnyAdapter, ConnectCtx, MemoryMemo, Outgoing, OutgoingMedia, PlainFiles, Sent,
@@ -21,13 +20,11 @@ use cadenced::platforms::plan::{REDACTED, Rendered, RenderedAuth, RenderedBody, 
 use cadenced::platforms::{ChannelCtx, Platform, Transport, run};
 use cadenced::secret::Secret;
 use cadenced::tokens::{Stored, TokenStore};
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::StatusCode;
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+
+use crate::fake_server::{Outcome, Received, Server, Shared, json_response, parse_multipart};
 
 /// A credential value that must never reach the dry run.
 const SECRET: &str = "s3cr3t-value-9b8a";
@@ -53,62 +50,14 @@ const VARIANTS: &[(&str, &str)] = &[(
     "api = \"{url}\"\napi_key = { env = \"TOKEN\" }\napi_secret = { env = \"TOKEN\" }\naccess_token = { env = \"TOKEN\" }\naccess_token_secret = { env = \"TOKEN\" }",
 )];
 
-#[derive(Debug, Clone)]
-struct Recorded {
-    method: String,
-    path_and_query: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
 /// A server that records every request and answers each with one JSON document holding
 /// every value a plan may keep (`/id`, `/data/id`, `/blob`, `/accessJwt`…).
-async fn recorder() -> (String, Arc<Mutex<Vec<Recorded>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let log = log.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                    let log = log.clone();
-                    async move {
-                        let (parts, body) = request.into_parts();
-                        let body = body.collect().await.unwrap().to_bytes().to_vec();
-                        log.lock().unwrap().push(Recorded {
-                            method: parts.method.to_string(),
-                            path_and_query: parts
-                                .uri
-                                .path_and_query()
-                                .map(|p| p.to_string())
-                                .unwrap_or_default(),
-                            headers: parts
-                                .headers
-                                .iter()
-                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                                .collect(),
-                            body,
-                        });
-                        let answer = universal_answer();
-                        Ok::<_, Infallible>(
-                            Response::builder()
-                                .status(200)
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from(answer.to_string())))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (url, seen)
+async fn recorder() -> Server<Vec<Received>> {
+    fn handle(shared: &Shared<Vec<Received>>, request: &Received) -> Outcome {
+        shared.update(|seen| seen.push(request.clone()));
+        Outcome::Answer(json_response(StatusCode::OK, &universal_answer()))
+    }
+    Server::start("recorder", Vec::new(), Arc::new(SystemClock), handle).await
 }
 
 fn jwt(exp: i64) -> String {
@@ -193,87 +142,24 @@ fn same_text(shown: &str, got: &str) -> bool {
     same_json(&json!(shown), &json!(got))
 }
 
-/// One part of a multipart body: name, file name, content type, content.
-type SentPart = (String, Option<String>, Option<String>, Vec<u8>);
-
-fn multipart_parts(recorded: &Recorded) -> Vec<SentPart> {
-    let content_type = recorded
-        .headers
-        .iter()
-        .find(|(k, _)| k == "content-type")
-        .map(|(_, v)| v.clone())
-        .unwrap();
-    let boundary = content_type
-        .split("boundary=")
-        .nth(1)
-        .unwrap()
-        .trim_matches('"');
-    let delimiter = format!("--{boundary}");
-    let body = &recorded.body;
-    let mut out = Vec::new();
-    let text = body.as_slice();
-    let positions: Vec<usize> = (0..text.len().saturating_sub(delimiter.len()))
-        .filter(|&i| &text[i..i + delimiter.len()] == delimiter.as_bytes())
-        .collect();
-    for pair in positions.windows(2) {
-        let chunk = &text[pair[0] + delimiter.len()..pair[1]];
-        let chunk = chunk.strip_prefix(b"\r\n").unwrap_or(chunk);
-        let split = chunk.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        let head = String::from_utf8_lossy(&chunk[..split]).to_string();
-        let mut content = chunk[split + 4..].to_vec();
-        if content.ends_with(b"\r\n") {
-            content.truncate(content.len() - 2);
-        }
-        let attr = |name: &str| {
-            head.split(';')
-                .map(str::trim)
-                .find_map(|p| p.strip_prefix(&format!("{name}=\"")))
-                .map(|v| {
-                    v.trim_end_matches('"')
-                        .trim_end_matches("\"\r\ncontent-type: ")
-                        .to_string()
-                })
-        };
-        let name = attr("name")
-            .map(|n| n.split('"').next().unwrap().to_string())
-            .unwrap();
-        let file_name = attr("filename").map(|n| n.split('"').next().unwrap().to_string());
-        let part_type = head.lines().find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type: ")
-                .map(str::to_string)
-        });
-        out.push((name, file_name, part_type, content));
-    }
-    out
-}
-
-fn compare(platform: &str, shown: &Rendered, got: &Recorded, url: &str, media: &[u8]) {
+fn compare(platform: &str, shown: &Rendered, got: &Received, url: &str, media: &[u8]) {
     let what = format!("{platform}: {} {}", shown.method, shown.url);
-    assert_eq!(shown.method, got.method, "{what}");
+    assert_eq!(shown.method, got.method.as_str(), "{what}");
     let shown_url = shown.full_url();
     let shown_path = shown_url.strip_prefix(url).unwrap_or(&shown_url);
+    let got_path = got.path_and_query();
     assert!(
-        same_text(shown_path, &got.path_and_query),
-        "{what}: {shown_path} vs {}",
-        got.path_and_query
+        same_text(shown_path, &got_path),
+        "{what}: {shown_path} vs {got_path}"
     );
     for (k, v) in &shown.headers {
-        let sent = got
-            .headers
-            .iter()
-            .find(|(h, _)| h.eq_ignore_ascii_case(k))
-            .map(|(_, v)| v.as_str());
+        let sent = got.header(k);
         assert!(
             sent.is_some_and(|s| same_text(v, s)),
             "{what}: header {k}: {v} vs {sent:?}"
         );
     }
-    let authorization = got
-        .headers
-        .iter()
-        .find(|(h, _)| h == "authorization")
-        .map(|(_, v)| v.clone());
+    let authorization = got.header("authorization").map(str::to_string);
     match &shown.auth {
         RenderedAuth::None => assert_eq!(authorization, None, "{what}"),
         RenderedAuth::Header(h) => {
@@ -308,45 +194,40 @@ fn compare(platform: &str, shown: &Rendered, got: &Recorded, url: &str, media: &
             }
         }
         RenderedBody::Multipart(parts) => {
-            let sent = multipart_parts(got);
+            let sent = parse_multipart(got.header("content-type").unwrap_or(""), &got.body)
+                .unwrap_or_else(|| panic!("{what}: not a multipart body"));
             assert_eq!(parts.len(), sent.len(), "{what}");
-            for (p, (name, file_name, part_type, content)) in parts.iter().zip(&sent) {
+            for (p, part) in parts.iter().zip(&sent) {
                 match p {
-                    RenderedPart::Text { name: n, value } => {
-                        assert_eq!(n, name, "{what}");
-                        assert!(
-                            same_text(value, &String::from_utf8_lossy(content)),
-                            "{what}"
-                        );
+                    RenderedPart::Text { name, value } => {
+                        assert_eq!(name, &part.name, "{what}");
+                        let got = String::from_utf8_lossy(&part.data);
+                        assert!(same_text(value, &got), "{what}");
                     }
-                    RenderedPart::File { name: n, media: m } => {
-                        assert_eq!(n, name, "{what}");
-                        assert_eq!(file_name.as_deref(), Some(m.file_name.as_str()), "{what}");
+                    RenderedPart::File { name, media: m } => {
+                        assert_eq!(name, &part.name, "{what}");
+                        assert_eq!(part.file_name.as_deref(), Some(&*m.file_name), "{what}");
                         assert_eq!(
-                            part_type.as_deref(),
-                            Some(m.content_type.as_str()),
+                            part.content_type.as_deref(),
+                            Some(&*m.content_type),
                             "{what}"
                         );
-                        assert_eq!(content.as_slice(), media, "{what}: the file's bytes");
+                        assert_eq!(part.data, media, "{what}: the file's bytes");
                     }
                 }
             }
         }
         RenderedBody::File(m) => {
-            assert_eq!(got.body, media, "{what}");
-            let sent_type = got
-                .headers
-                .iter()
-                .find(|(h, _)| h == "content-type")
-                .map(|(_, v)| v.as_str());
-            assert_eq!(sent_type, Some(m.content_type.as_str()), "{what}");
+            assert_eq!(got.body.as_ref(), media, "{what}");
+            assert_eq!(got.header("content-type"), Some(&*m.content_type), "{what}");
         }
     }
 }
 
 async fn check(platform: Platform, keys: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (url, seen) = recorder().await;
+    let server = recorder().await;
+    let url = server.url();
     let ch = channel(platform.name(), keys, &url, dir.path());
     let post = post(platform, dir.path());
     let media = std::fs::read(&post.media[0].path).unwrap();
@@ -397,14 +278,14 @@ async fn check(platform: Platform, keys: &str) {
         .unwrap();
     assert!(matches!(sent, Sent::Published(_)), "{platform}: {sent:?}");
 
-    let got = seen.lock().unwrap().clone();
+    let got = server.state().clone();
     let shown_list: Vec<String> = shown
         .iter()
         .map(|r| format!("{} {}", r.method, r.url))
         .collect();
     let got_list: Vec<String> = got
         .iter()
-        .map(|r| format!("{} {}", r.method, r.path_and_query))
+        .map(|r| format!("{} {}", r.method, r.path_and_query()))
         .collect();
     assert_eq!(
         shown.len(),
