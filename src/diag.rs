@@ -114,11 +114,13 @@ impl Diagnostic {
         let line_text = text[line_start..line_end].trim_end_matches('\r');
         self.line = Some(text[..start].matches('\n').count() + 1);
         self.column = Some(text[line_start..start].chars().count() + 1);
-        let span_start = start - line_start;
+        // A span can start in the `\r` trimmed off the line's end (TOML points at a bare
+        // `\r`): keep it inside the shown text.
+        let span_start = (start - line_start).min(line_text.len());
         let span_end = (end.min(line_end) - line_start).clamp(span_start, line_text.len());
         self.source = Some(SourceLine {
             text: line_text.to_string(),
-            span: span_start.min(line_text.len())..span_end,
+            span: span_start..span_end,
         });
         self
     }
@@ -272,6 +274,21 @@ pub fn edit_distance_osa(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_span_on_a_trimmed_carriage_return_is_not_a_panic() {
+        // `config::parse("\r")`: TOML points just past the bare `\r` it refuses.
+        for (text, span) in [
+            ("\r", 1..1),
+            ("\r", 0..1),
+            ("a\r\nb", 1..2),
+            ("x = 1\r", 6..6),
+        ] {
+            let d = Diagnostic::error("f", "m").at_span(text, span.clone());
+            let source = d.source.expect("a source line");
+            assert!(source.span.end <= source.text.len(), "{text:?} {span:?}");
+        }
+    }
 
     #[test]
     fn span_gives_line_column_and_snippet() {

@@ -16,6 +16,7 @@ mod fake_server;
 mod fake_x;
 mod fakes;
 mod faults;
+mod fuzz;
 mod harness;
 mod mastodon;
 mod package;
