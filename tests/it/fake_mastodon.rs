@@ -153,7 +153,19 @@ pub struct State {
     /// Idempotency key → (status id, when it was stored).
     keys: HashMap<String, (String, Timestamp)>,
     clock_offset: SignedDuration,
+    /// The clock the fake follows instead of the real one (the test's, on tokio's paused
+    /// clock), so its `created_at`, `Date` and key lifetimes agree with the daemon's time.
+    clock: Option<FollowedClock>,
     sequence: u64,
+}
+
+/// A clock to follow; a newtype only so that `State` stays `Debug`.
+pub struct FollowedClock(pub Arc<dyn cadenced::clock::Clock>);
+
+impl std::fmt::Debug for FollowedClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FollowedClock")
+    }
 }
 
 impl State {
@@ -168,9 +180,14 @@ impl State {
         self.statuses.iter().filter(|s| s.text == text).count()
     }
 
-    /// The fake's clock: the real one moved by [`FakeMastodon::advance`].
+    /// The fake's clock: the real one (or the one it follows) moved by
+    /// [`FakeMastodon::advance`].
     pub fn now(&self) -> Timestamp {
-        real_now() + self.clock_offset
+        let base = match &self.clock {
+            Some(clock) => clock.0.now(),
+            None => real_now(),
+        };
+        base + self.clock_offset
     }
 
     /// A snowflake id as Mastodon makes them: milliseconds since the epoch, then 16 bits of
@@ -338,6 +355,11 @@ impl FakeMastodon {
         self.state().now()
     }
 
+    /// Follows `clock` from now on instead of the real one (a daemon test's clock).
+    pub fn follow(&self, clock: Arc<dyn cadenced::clock::Clock>) {
+        self.shared.update(|s| s.clock = Some(FollowedClock(clock)));
+    }
+
     /// Adds a status as if posted at `created_at` by another client; returns its id.
     pub fn add_status(&self, text: &str, created_at: Timestamp) -> String {
         self.shared.update(|s| {
@@ -450,6 +472,7 @@ fn new_shared(addr: SocketAddr) -> Arc<Shared> {
             upload_faults: VecDeque::new(),
             keys: HashMap::new(),
             clock_offset: SignedDuration::ZERO,
+            clock: None,
             sequence: 0,
         }),
         changed: Condvar::new(),

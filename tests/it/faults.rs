@@ -9,7 +9,7 @@ use cadenced::daemon::{self, Control, Options};
 use predicates::prelude::*;
 use tokio::sync::mpsc;
 
-use crate::support::{Project, TestClock};
+use crate::support::{Project, TestClock, distinct_text};
 
 struct Running {
     control: mpsc::UnboundedSender<Control>,
@@ -489,25 +489,6 @@ fn held_notes(p: &Project) -> Vec<String> {
     walk(&root, &root, &mut out);
     out.sort();
     out
-}
-
-/// A text far from every other `distinct_text(k)`: ten words drawn by a fixed generator.
-fn distinct_text(k: usize) -> String {
-    const WORDS: [&str; 32] = [
-        "trail", "suede", "canvas", "laces", "repair", "winter", "sale", "workshop", "kids",
-        "colours", "soles", "recycled", "bottle", "weekend", "rain", "boots", "sandals", "socks",
-        "insoles", "heels", "running", "walking", "leather", "vegan", "shine", "brush", "wax",
-        "stitch", "glue", "box", "gift", "size",
-    ];
-    let mut x = (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let words: Vec<&str> = (0..10)
-        .map(|_| {
-            x ^= x >> 29;
-            x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            WORDS[(x >> 59) as usize]
-        })
-        .collect();
-    format!("{} (number {k})\n", words.join(" "))
 }
 
 #[test]

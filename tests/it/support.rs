@@ -111,3 +111,22 @@ pub fn published_count(p: &Project, channel: &str) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// A text far from every other `distinct_text(k)`: ten words drawn by a fixed generator.
+pub fn distinct_text(k: usize) -> String {
+    const WORDS: [&str; 32] = [
+        "trail", "suede", "canvas", "laces", "repair", "winter", "sale", "workshop", "kids",
+        "colours", "soles", "recycled", "bottle", "weekend", "rain", "boots", "sandals", "socks",
+        "insoles", "heels", "running", "walking", "leather", "vegan", "shine", "brush", "wax",
+        "stitch", "glue", "box", "gift", "size",
+    ];
+    let mut x = (k as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let words: Vec<&str> = (0..10)
+        .map(|_| {
+            x ^= x >> 29;
+            x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            WORDS[(x >> 59) as usize]
+        })
+        .collect();
+    format!("{} (number {k})\n", words.join(" "))
+}
