@@ -215,6 +215,9 @@ pub async fn run_config(
     mut control: Option<mpsc::UnboundedReceiver<Control>>,
 ) -> anyhow::Result<usize> {
     http::install_tls_provider();
+    // Before any start-up work: a SIGTERM during a slow start-up (a large queue, a loaded
+    // machine) is then a clean stop once the loop runs, not death by the default action.
+    let mut signals = Signals::new()?;
     // Held until this function returns: one daemon per publish log.
     let lock = lock::DaemonLock::acquire(&config.database)?;
     if lock.ran_before && !config.database.exists() {
@@ -301,7 +304,6 @@ pub async fn run_config(
     daemon.dirty.extend(0..daemon.config.channels.len());
     daemon.evaluate_dirty();
 
-    let mut signals = Signals::new()?;
     let mut clock_watch = if watch_clock {
         match clockwatch::ClockWatch::new() {
             Ok(w) => Some(w),

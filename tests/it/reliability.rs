@@ -354,10 +354,18 @@ impl Daemon {
         crate::support::kill9(&mut self.0);
     }
 
-    /// SIGTERM; it must exit 0.
-    fn stop(mut self) {
+    /// SIGTERM; it must exit 0 (`log` is shown when it does not).
+    fn stop(mut self, log: &std::path::Path) {
         unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        assert!(self.0.wait().unwrap().success(), "SIGTERM exits 0");
+        let status = self.0.wait().unwrap();
+        if !status.success() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            panic!(
+                "SIGTERM must exit 0, not {status}; the log ends with:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
     }
 }
 
@@ -469,7 +477,7 @@ platform = "outbox"
                 && crate::support::published_count(&p, "b") == 5
         },
     );
-    d.stop();
+    d.stop(&stderr);
     assert_eq!(
         outbox_files(&p, "a").len(),
         5,
@@ -516,7 +524,7 @@ fn ten_thousand_files_dropped_at_once_are_all_accepted_and_none_lost() {
         started.elapsed()
     );
     let stopping = std::time::Instant::now();
-    d.stop();
+    d.stop(&stderr);
     eprintln!("stopped after {:?}", stopping.elapsed());
     let queued: usize = (0..channels)
         .map(|c| {
@@ -665,7 +673,7 @@ platform = "outbox"
             && crate::support::published_count(&p, "news") == cap
     });
     std::thread::sleep(Duration::from_secs(3)); // slots every second: room to exceed a cap
-    d.stop();
+    d.stop(&log);
 
     let statuses = server.statuses();
     assert_eq!(statuses.len(), cap, "the shop's cap: {statuses:#?}");
