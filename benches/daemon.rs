@@ -25,7 +25,7 @@ use cadenced::cadence::similarity::normalize;
 use cadenced::clock::{Clock, SystemClock};
 
 const PARTS: &[&str] = &[
-    "intake", "startup", "rss", "idle", "neardup", "plan", "log", "burst", "size",
+    "intake", "startup", "rss", "idle", "neardup", "pending", "plan", "log", "burst", "size",
 ];
 
 const BIN: &str = env!("CARGO_BIN_EXE_cadenced");
@@ -69,6 +69,7 @@ fn main() {
             "rss" => rss(&opts),
             "idle" => idle(&opts),
             "neardup" => neardup(&opts),
+            "pending" => pending(&opts),
             "plan" => plan(&opts),
             "log" => log_query(&opts),
             "burst" => burst(&opts),
@@ -870,6 +871,57 @@ fn neardup(opts: &Opts) {
         percentile(&times, 0.5).as_secs_f64() / percentile(&memory, 0.5).as_secs_f64(),
         percentile(&times, 0.99).as_secs_f64() / percentile(&memory, 0.99).as_secs_f64(),
     );
+}
+
+/// The pending posts' index (in memory, updated per post): inserting a new post and finding
+/// its near-duplicates among 10,000 (or `--files`) queued posts.
+fn pending(opts: &Opts) {
+    use cadenced::cadence::pending_index::{GramOrder, PendingIndex};
+    use cadenced::cadence::similarity::Fingerprint;
+    use std::sync::Arc;
+    let n = opts.files.unwrap_or(10_000);
+    let mut rng = Rng(11);
+    let texts: Vec<Fingerprint> = (0..n)
+        .map(|_| Fingerprint::of_text(&post_text(&mut rng)))
+        .collect();
+    for (name, order) in [
+        ("no order (token order)", Arc::new(GramOrder::default())),
+        ("rarest grams first", Arc::new(GramOrder::of(&texts))),
+    ] {
+        let t = Instant::now();
+        let mut index = PendingIndex::with_order(0.8, order);
+        for (i, f) in texts.iter().enumerate() {
+            index.insert(i, f);
+        }
+        let build = t.elapsed();
+        let fresh: Vec<Fingerprint> = (0..500)
+            .map(|_| Fingerprint::of_text(&post_text(&mut rng)))
+            .collect();
+        let mut found = 0;
+        let mut verified = 0;
+        let mut times: Vec<Duration> = fresh
+            .iter()
+            .map(|f| {
+                let t = Instant::now();
+                let (hits, (c, v)) = index.find_counting(f, 0.8);
+                let took = t.elapsed();
+                std::hint::black_box(hits);
+                found += c;
+                verified += v;
+                took
+            })
+            .collect();
+        times.sort();
+        println!(
+            "{name}: {n} posts indexed in {} ({}); per query p50 {} p99 {}, {:.0} candidates, {:.0} verified",
+            ms(build),
+            mb(index.approx_heap_bytes() as u64),
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.99)),
+            found as f64 / fresh.len() as f64,
+            verified as f64 / fresh.len() as f64,
+        );
+    }
 }
 
 /// `cadenced plan` for 1,000 channels × 100 posts over 7 days, against reading the files.

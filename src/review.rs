@@ -14,6 +14,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::cadence::holds::{
     Candidate, ChannelView, HoldReason, Holds, Past, PastHit, first_order,
 };
+use crate::cadence::pending_index::GramOrder;
 use crate::cadence::policy::Pending;
 use crate::cadence::similarity::{Fingerprint, comparable};
 use crate::cadence::simulate::SimChannel;
@@ -256,7 +257,9 @@ pub fn review(config: &Config, scan: Scan, log: &LogSource<'_>, now: Timestamp) 
         });
     }
     candidates.sort_by(|a, b| first_order(a).cmp(&first_order(b)));
-    let mut holds = Holds::new(channel_views(config));
+    // Rarest grams first in the pending posts' index: the order these posts give.
+    let order = GramOrder::of(candidates.iter().map(|c| &c.fingerprint));
+    let mut holds = Holds::with_order(channel_views(config), std::sync::Arc::new(order));
     for c in candidates {
         if let Err(e) = holds.upsert(c, log, now) {
             log_error.get_or_insert(e);

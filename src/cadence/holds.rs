@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::pending_index::{DocId, PendingIndex};
+use super::pending_index::{DocId, GramOrder, PendingIndex};
 use super::similarity::{Fingerprint, Index};
 /// A platform, by the name the config and the log use (`x`, `mastodon`): all the rules
 /// here need is whether two channels are on the same one. The policy knows nothing else
@@ -241,6 +241,12 @@ pub type HoldChange = (String, Option<HoldReason>);
 
 impl Holds {
     pub fn new(channels: Vec<ChannelView>) -> Self {
+        Self::with_order(channels, std::sync::Arc::default())
+    }
+
+    /// Holds whose pending posts are indexed under `order` (see `pending_index`: the
+    /// order of grams only decides the cost).
+    pub fn with_order(channels: Vec<ChannelView>, order: std::sync::Arc<GramOrder>) -> Self {
         let min_threshold = channels
             .iter()
             .map(|c| c.similarity)
@@ -261,7 +267,7 @@ impl Holds {
             by_name,
             min_threshold,
             longest_window,
-            index: PendingIndex::new(min_threshold),
+            index: PendingIndex::with_order(min_threshold, order),
             slots: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::new(),
@@ -270,6 +276,26 @@ impl Holds {
 
     pub fn len(&self) -> usize {
         self.by_id.len()
+    }
+
+    /// Whether the pending posts' gram order was made from far fewer posts than are
+    /// indexed now (a daemon started on an empty queue, say): twice as many, and over 256.
+    pub fn order_is_stale(&self) -> bool {
+        let now = self.by_id.len();
+        now > 256 && now > 2 * self.index.order().texts()
+    }
+
+    /// Indexes the pending posts again under an order made from their own grams (after
+    /// the queue changed much since the order was made). One post's grams at a time.
+    pub fn reorder(&mut self) {
+        let order = GramOrder::of(
+            self.slots
+                .iter()
+                .flatten()
+                .filter_map(|s| self.index.text(s.doc))
+                .map(Fingerprint::of_normalized),
+        );
+        self.index.reorder(std::sync::Arc::new(order));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -612,7 +638,8 @@ pub fn find_holds(
     now: Timestamp,
 ) -> HashMap<String, HoldReason> {
     let past = PastPosts::new(past.to_vec());
-    let mut holds = Holds::new(channels.to_vec());
+    let order = GramOrder::of(candidates.iter().map(|c| &c.fingerprint));
+    let mut holds = Holds::with_order(channels.to_vec(), std::sync::Arc::new(order));
     let mut order: Vec<&Candidate> = candidates.iter().collect();
     order.sort_by(|a, b| first_order(a).cmp(&first_order(b)));
     for c in order {
@@ -667,6 +694,58 @@ mod tests {
     }
 
     const SALE: &str = "Black Friday: 30% off all sneakers until midnight, in store and online.";
+
+    #[test]
+    fn a_queue_grown_from_nothing_is_indexed_again_under_its_own_order_and_holds_the_same() {
+        // Twelve words of five random letters: no two texts near each other.
+        let mut seed = 7u64;
+        let mut letter = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            char::from(b'a' + ((seed >> 33) % 26) as u8)
+        };
+        let mut text = || {
+            (0..12)
+                .map(|_| (0..5).map(|_| letter()).collect::<String>())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let channels = vec![channel("shop-x", "x"), channel("shop-masto", "mastodon")];
+        let now = t("2026-11-22T00:00:00Z");
+        let log = PastPosts::new(Vec::new());
+        let mut holds = Holds::new(channels);
+        let first = text();
+        let mut ids = Vec::new();
+        for i in 0..300 {
+            let body = if i == 0 { first.clone() } else { text() };
+            let id = format!("shop-x/{i:03}.md");
+            holds
+                .upsert(cand(&id, 0, &body, "2026-11-21T00:00:00Z"), &log, now)
+                .unwrap();
+            ids.push(id);
+        }
+        let before: Vec<Option<HoldReason>> =
+            ids.iter().map(|id| holds.hold(id).cloned()).collect();
+        assert!(before.iter().all(Option::is_none));
+        assert!(
+            holds.order_is_stale(),
+            "an order from no posts, 300 indexed"
+        );
+        holds.reorder();
+        assert!(!holds.order_is_stale());
+        let after: Vec<Option<HoldReason>> = ids.iter().map(|id| holds.hold(id).cloned()).collect();
+        assert_eq!(before, after);
+        // Still found after: the same text on the other platform is held.
+        let changes = holds
+            .upsert(
+                cand("shop-masto/a.md", 1, &first, "2026-11-21T01:00:00Z"),
+                &log,
+                now,
+            )
+            .unwrap();
+        assert!(holds.hold("shop-masto/a.md").is_some(), "{changes:?}");
+    }
 
     #[test]
     fn same_text_for_x_and_mastodon_holds_exactly_the_later_one() {
@@ -910,6 +989,8 @@ mod tests {
             file: usize,
         },
         LogChanged,
+        /// The pending posts indexed again under an order made from their grams.
+        Reorder,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -919,12 +1000,13 @@ mod tests {
             ),
             2 => (0..8usize).prop_map(|file| Op::Remove { file }),
             1 => Just(Op::LogChanged),
+            1 => Just(Op::Reorder),
         ]
     }
 
     proptest! {
-        /// Any sequence of new files, new versions, removals and log changes leaves exactly
-        /// the holds that judging the final queue from scratch gives.
+        /// Any sequence of new files, new versions, removals, log changes and re-indexing
+        /// leaves exactly the holds that judging the final queue from scratch gives.
         #[test]
         fn incremental_holds_equal_judging_from_scratch(
             ops in prop::collection::vec(op(), 1..40),
@@ -973,6 +1055,7 @@ mod tests {
                             holds.log_changed_near(&p.fingerprint, &log, now).unwrap();
                         }
                     }
+                    Op::Reorder => holds.reorder(),
                 }
             }
             let cands: Vec<Candidate> = live.values().cloned().collect();

@@ -11,17 +11,94 @@
 //! gram among the first `n − ⌈t·n⌉ + 1` grams of each (`n` the text's gram count), so each
 //! post is indexed by the tokens of that prefix only (about a fifth of its grams at 0.8), a
 //! query probes its own prefix, and every candidate found is checked with the same exact
-//! Jaccard [`similarity`](super::similarity::similarity) computes. The order is by token
-//! (a hash of the gram), then by the gram; a token shared by two grams only adds
-//! candidates. The prefix length depends on the lowest threshold the index is made for, so
-//! a query may ask for that threshold or a higher one.
+//! Jaccard [`similarity`](super::similarity::similarity) computes. The prefix length
+//! depends on the lowest threshold the index is made for, so a query may ask for that
+//! threshold or a higher one.
+//!
+//! The order decides the cost, never the result: rarest grams first ([`GramOrder`], a
+//! count sketch of how many posts held each gram when the order was made), then by token
+//! (a hash of the gram), then by the gram. With common grams first, every post that says
+//! "the " would be a candidate of every other; with rare grams first, a prefix is a post's
+//! most distinctive grams and few posts share one. The order is frozen while posts are
+//! indexed with it; [`PendingIndex::reorder`] re-indexes every post under a new one.
 //!
 //! What it keeps per post: the normalized text (to verify candidates) and one 8-byte posting
 //! per prefix gram. What it must not do: approximate, or do IO.
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use super::similarity::{Fingerprint, at_least, at_most, gram_token, intersection_len, jaccard};
+
+/// A fixed order of grams, rarest first: a count-min sketch (two rows of 16-bit saturating
+/// counters, 256 KiB) of how many texts held each gram when it was made. A gram it never
+/// saw comes first. Only the cost of a query depends on it (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct GramOrder {
+    rows: Option<Box<[[u16; 2]]>>,
+    /// How many texts it was made from.
+    texts: usize,
+}
+
+const ORDER_BITS: u32 = 16;
+
+impl Default for GramOrder {
+    /// No counts: grams in token order.
+    fn default() -> Self {
+        GramOrder {
+            rows: None,
+            texts: 0,
+        }
+    }
+}
+
+impl GramOrder {
+    /// Counts the distinct grams of each text (given one at a time: a first listing of
+    /// 100,000 posts does not hold all their grams at once).
+    pub fn of<F: std::borrow::Borrow<Fingerprint>>(
+        texts: impl IntoIterator<Item = F>,
+    ) -> GramOrder {
+        let mut rows = vec![[0u16; 2]; 1 << ORDER_BITS].into_boxed_slice();
+        let mut count = 0;
+        for fp in texts {
+            count += 1;
+            for &g in fp.borrow().grams() {
+                let [a, b] = Self::slots(gram_token(g));
+                rows[a][0] = rows[a][0].saturating_add(1);
+                rows[b][1] = rows[b][1].saturating_add(1);
+            }
+        }
+        GramOrder {
+            rows: Some(rows),
+            texts: count,
+        }
+    }
+
+    /// How many texts the order was made from (0 for no order).
+    pub fn texts(&self) -> usize {
+        self.texts
+    }
+
+    fn slots(token: u32) -> [usize; 2] {
+        let mask = (1u32 << ORDER_BITS) - 1;
+        [
+            (token & mask) as usize,
+            ((token >> 16 ^ token.rotate_left(11)) & mask) as usize,
+        ]
+    }
+
+    /// How many texts held `token`'s gram, at most (the order's first key).
+    fn count(&self, token: u32) -> u16 {
+        match &self.rows {
+            None => 0,
+            Some(rows) => {
+                let [a, b] = Self::slots(token);
+                rows[a][0].min(rows[b][1])
+            }
+        }
+    }
+}
 
 /// A post's handle in the index, valid until it is removed (then reused).
 pub type DocId = u32;
@@ -30,6 +107,7 @@ pub type DocId = u32;
 #[derive(Debug, Clone)]
 pub struct PendingIndex<K> {
     threshold: f64,
+    order: Arc<GramOrder>,
     docs: Vec<Option<Doc<K>>>,
     free: Vec<DocId>,
     postings: Postings,
@@ -43,14 +121,53 @@ struct Doc<K> {
     key: K,
     text: Box<str>,
     grams: u32,
+    /// How many of its grams fall in each of [`BUCKETS`] buckets (by token).
+    buckets: Buckets,
+}
+
+/// Grams counted by bucket: two texts share at most `Σ min(a[k], b[k])` grams (a shared
+/// gram falls in the same bucket for both), a bound that costs 128 bytes a post and a
+/// short loop, and rules out almost every candidate that is not a near-duplicate before
+/// its grams are computed.
+type Buckets = [u8; BUCKETS];
+const BUCKETS: usize = 128;
+
+fn buckets(fingerprint: &Fingerprint) -> Buckets {
+    let mut b = [0u8; BUCKETS];
+    for &g in fingerprint.grams() {
+        let k = gram_token(g) as usize % BUCKETS;
+        b[k] = b[k].saturating_add(1);
+    }
+    b
+}
+
+/// At least how many grams two texts with these buckets can share. Saturated counts (255)
+/// stand for "255 or more" and bound nothing.
+fn shared_at_most(a: &Buckets, b: &Buckets) -> usize {
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| {
+            if x == u8::MAX || y == u8::MAX {
+                usize::MAX / BUCKETS
+            } else {
+                usize::from(x.min(y))
+            }
+        })
+        .sum()
 }
 
 impl<K> PendingIndex<K> {
     /// An index for queries with thresholds of `threshold` or more. A threshold at or below
     /// 0 (every pair a near-duplicate) makes every post a candidate of every query.
     pub fn new(threshold: f64) -> Self {
+        Self::with_order(threshold, Arc::default())
+    }
+
+    /// An index whose prefixes follow `order`.
+    pub fn with_order(threshold: f64, order: Arc<GramOrder>) -> Self {
         PendingIndex {
             threshold,
+            order,
             docs: Vec::new(),
             free: Vec::new(),
             postings: Postings::default(),
@@ -85,6 +202,7 @@ impl<K> PendingIndex<K> {
             key,
             text: fingerprint.normalized().into(),
             grams: fingerprint.gram_count() as u32,
+            buckets: buckets(fingerprint),
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -108,6 +226,29 @@ impl<K> PendingIndex<K> {
         }
         self.len += 1;
         id
+    }
+
+    /// The order the prefixes follow.
+    pub fn order(&self) -> &GramOrder {
+        &self.order
+    }
+
+    /// Indexes every post again under `order` (their handles stay).
+    pub fn reorder(&mut self, order: Arc<GramOrder>) {
+        self.order = order;
+        self.postings = Postings::default();
+        let mut pairs: Vec<(u32, DocId)> = Vec::new();
+        for (i, doc) in self.docs.iter().enumerate() {
+            let Some(doc) = doc else { continue };
+            let fingerprint = Fingerprint::of_normalized(&doc.text);
+            if !fingerprint.is_short() {
+                for token in self.prefix(&fingerprint) {
+                    pairs.push((token, i as DocId));
+                }
+            }
+        }
+        pairs.sort_unstable();
+        self.postings.run = pairs;
     }
 
     /// Removes a post; `None` if `doc` is not in the index.
@@ -135,6 +276,29 @@ impl<K> PendingIndex<K> {
     /// similarity, in `DocId` order. `threshold` must not be below the index's own (it is
     /// then raised to it: an index cannot find what its prefixes do not hold).
     pub fn find(&self, fingerprint: &Fingerprint, threshold: f64) -> Vec<(DocId, f64)> {
+        self.find_counting(fingerprint, threshold).0
+    }
+
+    /// [`PendingIndex::find`], also saying how many candidates the prefixes gave and how
+    /// many were verified (the benchmark prints them).
+    pub fn find_counting(
+        &self,
+        fingerprint: &Fingerprint,
+        threshold: f64,
+    ) -> (Vec<(DocId, f64)>, (usize, usize)) {
+        let mut verified = 0;
+        let mut found = 0;
+        let hits = self.find_inner(fingerprint, threshold, &mut found, &mut verified);
+        (hits, (found, verified))
+    }
+
+    fn find_inner(
+        &self,
+        fingerprint: &Fingerprint,
+        threshold: f64,
+        found: &mut usize,
+        verified: &mut usize,
+    ) -> Vec<(DocId, f64)> {
         let t = if threshold < self.threshold {
             debug_assert!(false, "query below the index threshold");
             self.threshold
@@ -164,12 +328,14 @@ impl<K> PendingIndex<K> {
         let a = fingerprint.gram_count();
         let size_lo = at_least(t * a as f64);
         let size_hi = at_most(a as f64 / t);
+        let query_buckets = buckets(fingerprint);
         let mut candidates: Vec<DocId> = Vec::new();
         for token in self.prefix(fingerprint) {
             self.postings.each(token, |doc| candidates.push(doc));
         }
         candidates.sort_unstable();
         candidates.dedup();
+        *found = candidates.len();
         let mut hits = Vec::new();
         for doc in candidates {
             let Some(entry) = self.docs[doc as usize].as_ref() else {
@@ -179,6 +345,12 @@ impl<K> PendingIndex<K> {
             if b < size_lo || b > size_hi {
                 continue;
             }
+            // The overlap a similarity of `t` needs: |x ∩ y| ≥ t·(a + b) / (1 + t).
+            let needed = at_least(t * (a + b) as f64 / (1.0 + t));
+            if shared_at_most(&query_buckets, &entry.buckets) < needed {
+                continue;
+            }
+            *verified += 1;
             let other = Fingerprint::of_normalized(&entry.text);
             let s = jaccard(intersection_len(fingerprint.grams(), other.grams()), a, b);
             if s >= t {
@@ -214,21 +386,24 @@ impl<K> PendingIndex<K> {
     }
 
     /// The tokens of the prefix of a text with grams: the first `n − ⌈t·n⌉ + 1` grams in
-    /// (token, gram) order, `t` the index's threshold (rounded so the prefix is never too
+    /// the index's order, `t` the index's threshold (rounded so the prefix is never too
     /// short). Deduplicated: two prefix grams may share a token.
     fn prefix(&self, fingerprint: &Fingerprint) -> Vec<u32> {
         let n = fingerprint.gram_count();
         let keep = n - at_least(self.threshold.clamp(0.0, 1.0) * n as f64).min(n) + 1;
-        let mut ordered: Vec<(u32, u128)> = fingerprint
+        let mut ordered: Vec<(u16, u32, u128)> = fingerprint
             .grams()
             .iter()
-            .map(|&g| (gram_token(g), g))
+            .map(|&g| {
+                let token = gram_token(g);
+                (self.order.count(token), token, g)
+            })
             .collect();
         let keep = keep.min(ordered.len());
         if keep < ordered.len() {
             ordered.select_nth_unstable(keep);
         }
-        let mut tokens: Vec<u32> = ordered[..keep].iter().map(|p| p.0).collect();
+        let mut tokens: Vec<u32> = ordered[..keep].iter().map(|p| p.1).collect();
         tokens.sort_unstable();
         tokens.dedup();
         tokens
@@ -367,9 +542,20 @@ mod tests {
             ops in prop::collection::vec((sentence(), any::<bool>()), 1..60),
             t in prop::sample::select(vec![0.3, 0.5, 0.8, 0.95, 1.0]),
         ) {
-            let mut index = PendingIndex::new(t);
+            // Half the time under an order made from some of the texts (frozen, as in use).
+            let order = if ops.len() % 2 == 0 {
+                let sample: Vec<Fingerprint> = ops.iter().step_by(3).map(|(t, _)| fp(t)).collect();
+                Arc::new(GramOrder::of(&sample))
+            } else {
+                Arc::default()
+            };
+            let mut index = PendingIndex::with_order(t, order);
             let mut live: Vec<(DocId, Fingerprint)> = Vec::new();
             for (i, (text, remove)) in ops.iter().enumerate() {
+                if i == ops.len() / 2 {
+                    let all: Vec<Fingerprint> = live.iter().map(|(_, f)| f.clone()).collect();
+                    index.reorder(Arc::new(GramOrder::of(&all)));
+                }
                 if *remove && !live.is_empty() {
                     let (d, _) = live.remove(i % live.len());
                     prop_assert!(index.remove(d).is_some());

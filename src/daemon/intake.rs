@@ -162,6 +162,20 @@ pub(super) struct Picture {
     hold_ends: BTreeSet<(Timestamp, Box<str>)>,
     /// Post files read so far: what an event costs, for the tests that pin it.
     reads: u64,
+    /// The channels as `Holds` sees them.
+    views: Vec<crate::cadence::holds::ChannelView>,
+    /// While a first listing runs: the posts for `Holds`, indexed once all are known (so
+    /// the index's gram order comes from this queue; see `cadence::pending_index`).
+    deferred: Option<Vec<Deferred>>,
+}
+
+/// A post waiting for the first listing to end before it joins `Holds`.
+struct Deferred {
+    id: Box<str>,
+    channel: usize,
+    text: Box<str>,
+    first_seen: Option<Timestamp>,
+    modified: Timestamp,
 }
 
 impl Picture {
@@ -181,6 +195,8 @@ impl Picture {
             ready: HashMap::new(),
             hold_ends: BTreeSet::new(),
             reads: 0,
+            views: review::channel_views(config),
+            deferred: None,
         }
     }
 
@@ -309,8 +325,13 @@ impl Picture {
         self.ready.insert(path.to_path_buf(), now);
     }
 
-    /// Reads the whole queue: every channel folder listed, changed files read.
+    /// Reads the whole queue: every channel folder listed, changed files read. The first
+    /// listing (start-up, reload) indexes the pending posts once it has read them all.
     pub fn rescan(&mut self, ctx: &Ctx<'_>) -> Outcome {
+        let first = self.holds.is_empty();
+        if first {
+            self.deferred = Some(Vec::new());
+        }
         let names: Vec<&str> = ctx
             .config
             .channels
@@ -325,6 +346,57 @@ impl Picture {
         for (ci, name) in names.iter().enumerate() {
             let present = root.channels.contains(name);
             out.merge(self.revalidate(ctx, ci, present));
+        }
+        if let Some(deferred) = self.deferred.take() {
+            out.merge(self.index_deferred(ctx, deferred));
+        } else if self.holds.order_is_stale() {
+            // The queue grew much since the order was made: cost only, never a verdict.
+            self.holds.reorder();
+        }
+        out
+    }
+
+    /// The first listing's posts into `Holds`: under a gram order made from them, in
+    /// "first" order (so nothing judged is judged again).
+    fn index_deferred(&mut self, ctx: &Ctx<'_>, mut deferred: Vec<Deferred>) -> Outcome {
+        let order = crate::cadence::pending_index::GramOrder::of(
+            deferred.iter().map(|d| Fingerprint::of_normalized(&d.text)),
+        );
+        self.holds = Holds::with_order(self.views.clone(), std::sync::Arc::new(order));
+        deferred.sort_by(|a, b| {
+            (
+                a.first_seen.is_none(),
+                a.first_seen,
+                a.modified,
+                a.id.as_bytes(),
+            )
+                .cmp(&(
+                    b.first_seen.is_none(),
+                    b.first_seen,
+                    b.modified,
+                    b.id.as_bytes(),
+                ))
+        });
+        let mut out = Outcome::default();
+        for d in deferred {
+            let candidate = crate::cadence::holds::Candidate {
+                id: d.id.to_string(),
+                channel: d.channel,
+                fingerprint: Fingerprint::of_normalized(&d.text),
+                first_seen: d.first_seen,
+                modified: d.modified,
+            };
+            let result = self.holds.upsert(candidate, &ctx.log(), ctx.now);
+            let changes = self.hold_changes(ctx, result);
+            if changes.log_error.is_some() {
+                // Not judged against the log: not sendable until it is (read again later).
+                self.holds.remove(&d.id);
+                self.judge_again(&d.id);
+                if let Some(e) = self.files.get_mut(&*d.id) {
+                    e.own = Own::Held;
+                }
+            }
+            out.merge(changes);
         }
         out
     }
@@ -563,6 +635,21 @@ impl Picture {
         let logged = facts.logged.as_deref().and_then(static_status);
         let candidate = review::candidate(ci, &file, &verdict, &facts);
         self.insert(&id, ci, stamp, version, own, logged);
+        if let Some(deferred) = &mut self.deferred {
+            // A first listing: judged against the other posts once all are read.
+            self.holds.remove(&id);
+            match candidate {
+                Some(c) => deferred.push(Deferred {
+                    id: id.as_str().into(),
+                    channel: ci,
+                    text: c.fingerprint.normalized().into(),
+                    first_seen: c.first_seen,
+                    modified: c.modified,
+                }),
+                None => out.changes.push(Change { id, verdict }),
+            }
+            return out;
+        }
         let result = match candidate {
             Some(c) => self.holds.upsert(c, &ctx.log(), ctx.now),
             None => Ok(self.holds.remove(&id)),
