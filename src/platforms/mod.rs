@@ -350,6 +350,28 @@ impl Violation {
     }
 }
 
+/// How messages name the text a platform receives: "text", or "text with the appended
+/// link" when the post's `link` was added to the body (`sent` is what goes out).
+pub(crate) fn text_subject(post: &PostView<'_>, sent: &str) -> &'static str {
+    if sent.trim() != post.text.trim() {
+        "text with the appended link"
+    } else {
+        "text"
+    }
+}
+
+/// A post with nothing to show (`empty`), in `platform`'s words: `what` lists what the
+/// platform would take (`"no text and no media"`), the help says how to add some.
+pub(crate) fn check_not_empty(platform: &str, empty: bool, what: &str, out: &mut Vec<Violation>) {
+    if empty {
+        out.push(Violation::new(
+            format!("the post has {what}; {platform} needs at least one of them"),
+            "write the text below the front matter, or attach an image with \
+             media = [{ path = \"…\", alt = \"…\" }]",
+        ));
+    }
+}
+
 /// At most `max` media files per post, in `platform`'s words.
 pub(crate) fn check_media_count(
     platform: &str,
@@ -390,5 +412,46 @@ pub(crate) fn check_alt_length(
                 text::shorten_by(len - max, "character"),
             ));
         }
+    }
+}
+
+/// What the rules' unit tests of every platform build their posts from.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::PathBuf;
+
+    use super::{MediaInfo, PostView};
+
+    /// A post of `text` with `media` and `[platform]` `fields`, without a link.
+    pub fn view<'a>(
+        text: &'a str,
+        media: &'a [MediaInfo],
+        fields: &'a toml::Table,
+    ) -> PostView<'a> {
+        PostView {
+            text,
+            media,
+            link: None,
+            fields,
+        }
+    }
+
+    /// A 300 kB JPEG with `alt`.
+    pub fn image(alt: Option<&str>) -> MediaInfo {
+        image_of(alt, 300_000)
+    }
+
+    /// A JPEG of `bytes` with `alt`.
+    pub fn image_of(alt: Option<&str>, bytes: u64) -> MediaInfo {
+        MediaInfo {
+            path: PathBuf::from("img/sale.jpg"),
+            alt: alt.map(str::to_string),
+            bytes,
+        }
+    }
+
+    /// A `[platform]` table from TOML text.
+    pub fn table(toml_text: &str) -> toml::Table {
+        toml_text.parse().expect("test TOML parses")
     }
 }

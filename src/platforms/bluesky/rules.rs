@@ -65,19 +65,14 @@ pub fn link_card<'a>(post: &PostView<'a>) -> Option<&'a str> {
 pub fn validate(_limits: &Limits, post: &PostView<'_>) -> Vec<Violation> {
     let mut out = Vec::new();
     let text = text_to_send(post);
-    let what = if text.trim() != post.text.trim() {
-        "text with the appended link"
-    } else {
-        "text"
-    };
+    let what = crate::platforms::text_subject(post, &text);
 
-    if text.is_empty() && post.media.is_empty() && link_card(post).is_none() {
-        out.push(Violation::new(
-            "the post has no text, no images and no link; Bluesky needs at least one of them",
-            "write the text below the front matter, or attach an image with \
-             media = [{ path = \"…\", alt = \"…\" }]",
-        ));
-    }
+    crate::platforms::check_not_empty(
+        "Bluesky",
+        text.is_empty() && post.media.is_empty() && link_card(post).is_none(),
+        "no text, no images and no link",
+        &mut out,
+    );
 
     let graphemes = text::graphemes(&text);
     if graphemes > MAX_GRAPHEMES {
@@ -226,31 +221,8 @@ fn group_digits(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-    use crate::platforms::MediaInfo;
-
-    fn view<'a>(text: &'a str, media: &'a [MediaInfo], fields: &'a toml::Table) -> PostView<'a> {
-        PostView {
-            text,
-            media,
-            link: None,
-            fields,
-        }
-    }
-
-    fn image(alt: Option<&str>, bytes: u64) -> MediaInfo {
-        MediaInfo {
-            path: PathBuf::from("img/sale.jpg"),
-            alt: alt.map(str::to_string),
-            bytes,
-        }
-    }
-
-    fn table(toml_text: &str) -> toml::Table {
-        toml_text.parse().expect("test TOML parses")
-    }
+    use crate::platforms::testing::{image_of as image, table, view};
 
     #[test]
     fn latin_text_at_the_grapheme_limit() {

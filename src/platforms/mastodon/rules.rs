@@ -51,19 +51,14 @@ pub fn text_to_send(post: &PostView<'_>) -> String {
 pub fn validate(limits: &Limits, post: &PostView<'_>) -> Vec<Violation> {
     let mut out = Vec::new();
     let text = text_to_send(post);
-    let what = if text.trim() != post.text.trim() {
-        "text with the appended link"
-    } else {
-        "text"
-    };
+    let what = crate::platforms::text_subject(post, &text);
 
-    if text.is_empty() && post.media.is_empty() {
-        out.push(Violation::new(
-            "the post has no text and no media; Mastodon needs at least one of them",
-            "write the text below the front matter, or attach an image with \
-             media = [{ path = \"…\", alt = \"…\" }]",
-        ));
-    }
+    crate::platforms::check_not_empty(
+        "Mastodon",
+        text.is_empty() && post.media.is_empty(),
+        "no text and no media",
+        &mut out,
+    );
 
     // The content warning counts toward the limit; a wrong type is reported by check_fields.
     let spoiler = post
@@ -127,31 +122,8 @@ fn check_fields(table: &toml::Table, out: &mut Vec<Violation>) {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-    use crate::platforms::MediaInfo;
-
-    fn view<'a>(text: &'a str, media: &'a [MediaInfo], fields: &'a toml::Table) -> PostView<'a> {
-        PostView {
-            text,
-            media,
-            link: None,
-            fields,
-        }
-    }
-
-    fn image(alt: Option<&str>) -> MediaInfo {
-        MediaInfo {
-            path: PathBuf::from("img/sale.jpg"),
-            alt: alt.map(str::to_string),
-            bytes: 300_000,
-        }
-    }
-
-    fn table(toml_text: &str) -> toml::Table {
-        toml_text.parse().expect("test TOML parses")
-    }
+    use crate::platforms::testing::{image, table, view};
 
     #[test]
     fn latin_text_at_the_default_limit() {
