@@ -159,6 +159,14 @@ impl TokenStore {
 
     fn write_atomically(&self, dir: &Path, content: &[u8]) -> io::Result<()> {
         let tmp = dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
+        // A process killed between creating its temporary file and the rename leaves it
+        // behind; a later one that gets the same pid must not fail on it (that failure would
+        // lose a refresh token the platform has just rotated). The lock makes it ours.
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         let result = (|| {
             let mut file = OpenOptions::new()
                 .write(true)
@@ -242,6 +250,53 @@ mod tests {
             .filter(|n| !n.ends_with(".lock"))
             .collect();
         assert_eq!(names, [FILE_NAME]);
+    }
+
+    #[test]
+    fn a_temporary_file_left_by_a_killed_writer_keeps_the_old_pair_and_blocks_no_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::beside(&dir.path().join("cadenced.sqlite"));
+        let keep = |value: &'static str| {
+            move |c: &mut ChannelTokens| {
+                c.values.insert(
+                    "refresh_token".into(),
+                    Stored {
+                        value: Secret::new(value),
+                        expires: None,
+                    },
+                );
+            }
+        };
+        store
+            .update("shop-x", t("2026-11-27T09:00:00Z"), keep("rt-old"))
+            .unwrap();
+        // A writer killed after writing half of its temporary file, with this very pid
+        // (pids come round again).
+        let tmp = dir
+            .path()
+            .join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
+        fs::write(
+            &tmp,
+            b"{\"channels\": {\"shop-x\": {\"values\": {\"refresh_t",
+        )
+        .unwrap();
+        assert_eq!(
+            store.get("shop-x").unwrap().values["refresh_token"]
+                .value
+                .expose(),
+            "rt-old",
+            "the store still holds the previous pair"
+        );
+        store
+            .update("shop-x", t("2026-11-27T10:00:00Z"), keep("rt-new"))
+            .unwrap();
+        assert_eq!(
+            store.get("shop-x").unwrap().values["refresh_token"]
+                .value
+                .expose(),
+            "rt-new"
+        );
+        assert!(!tmp.exists());
     }
 
     #[test]
