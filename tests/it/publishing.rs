@@ -1,6 +1,7 @@
 //! The daemon's publishing against the Mastodon-like server in real time (the server runs on
 //! its own thread, the daemon in-process with the real clock and slots every second):
-//! regressions of issue 7 in the publish loop, each named after what it pins.
+//! regressions of issue 7 in the publish loop, each named after what it pins, and the
+//! instance's refusals (422, 401) followed through to the queue and the log.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -344,4 +345,91 @@ platform = "outbox"
         )
         .unwrap();
     assert_eq!(attempts, 0, "no attempt while the channel needs the user");
+}
+
+fn failed_note(p: &Project, name: &str) -> String {
+    let path = p
+        .root()
+        .join("queue/shop/failed")
+        .join(format!("{name}.error"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_422_fails_the_post_with_the_instances_words_and_the_next_post_still_goes_out() {
+    let server = FakeMastodon::start_on_thread();
+    server.fail_next_create(CreateFault::Reject422(
+        "Validation failed: Text contains a forbidden word".into(),
+    ));
+    let p = project(&server, "");
+    p.post("shop/001.md", "Our first post says the forbidden word\n");
+    p.post("shop/002.md", "Resoling for walking boots takes a week\n");
+    let running = start(&p, Options::default());
+    until("the second post is published", || {
+        published_files(&p, "shop") == 1
+    })
+    .await;
+    running.stop().await;
+    assert!(p.root().join("queue/shop/failed/001.md").exists());
+    let note = failed_note(&p, "001.md");
+    assert!(
+        note.contains("Validation failed: Text contains a forbidden word"),
+        "{note}"
+    );
+    assert!(note.contains("cadenced retry shop/001.md"), "{note}");
+    assert_eq!(
+        server.statuses_with_text("Our first post says the forbidden word"),
+        0
+    );
+    assert_eq!(
+        server.statuses_with_text("Resoling for walking boots takes a week"),
+        1
+    );
+    assert_eq!(
+        server.create_requests(),
+        2,
+        "one create per post: a refusal is not resent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_fails_the_post_once_and_never_shows_the_token() {
+    let server = FakeMastodon::start_on_thread();
+    // SAFETY: as in `project`: one value per variable, set before the daemon reads it.
+    unsafe { std::env::set_var("PUBLISHING_TEST_WRONG_TOKEN", "not-the-token-0123456789") };
+    let p = Project::new(&format!(
+        r#"
+[defaults]
+timezone = "UTC"
+
+[channels.shop]
+platform = "mastodon"
+instance = "{}"
+token = {{ env = "PUBLISHING_TEST_WRONG_TOKEN" }}
+slots = ["* * * * * *"]
+max_per_day = 100
+min_gap = "0s"
+max_characters = 500
+"#,
+        server.url()
+    ));
+    p.post("shop/001.md", "Gift wrapping is free all December\n");
+    let running = start(&p, Options::default());
+    until("the post has failed", || {
+        p.root().join("queue/shop/failed/001.md").exists()
+    })
+    .await;
+    running.stop().await;
+    assert!(server.statuses().is_empty());
+    let note = failed_note(&p, "001.md");
+    assert!(note.contains("401"), "{note}");
+    assert!(!note.contains("not-the-token-0123456789"), "{note}");
+    let rows = attempts(&p);
+    assert_eq!(rows.len(), 1, "one attempt, not resent: {rows:?}");
+    assert_eq!(rows[0].0, "failed", "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|(_, d)| !d.contains("not-the-token-0123456789")),
+        "{rows:?}"
+    );
 }
