@@ -714,14 +714,37 @@ impl Daemon {
 
     /// One channel folder, listed again.
     fn revalidate(&mut self, ci: usize) {
-        let present = queue::scan_root(
-            &self.config.queue,
-            &[self.config.channels[ci].name.as_str()],
-        )
-        .channels
-        .len()
-            == 1;
-        self.update(|p, ctx| p.revalidate(ctx, ci, present));
+        self.revalidate_many(&[ci]);
+    }
+
+    /// These channel folders, listed again. The queue root is listed once for all of them
+    /// (to tell which are there), knowing every channel (so no other channel's folder is
+    /// taken for a misspelt one): listing it per channel, knowing only that one, made
+    /// 1,000 channels due at one slot list 1,000 entries 1,000 times and look for a
+    /// "did you mean" for 999 of them each time.
+    fn revalidate_many(&mut self, cis: &[usize]) {
+        if cis.is_empty() {
+            return;
+        }
+        let present: HashSet<&str> = {
+            let names: Vec<&str> = self
+                .config
+                .channels
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            queue::scan_root(&self.config.queue, &names)
+                .channels
+                .into_iter()
+                .collect()
+        };
+        let present: Vec<bool> = cis
+            .iter()
+            .map(|&ci| present.contains(self.config.channels[ci].name.as_str()))
+            .collect();
+        for (&ci, here) in cis.iter().zip(present) {
+            self.update(|p, ctx| p.revalidate(ctx, ci, here));
+        }
     }
 
     fn queue_events(&mut self, batch: Vec<watch::QueueEvent>) {
@@ -1100,12 +1123,12 @@ impl Daemon {
         let due: Vec<usize> = (0..self.wakes.len())
             .filter(|&ci| self.wakes[ci].is_some_and(|t| t <= now))
             .collect();
-        for ci in due {
+        // Events are hints: what is in the folder at the slot is what counts.
+        for &ci in &due {
             self.wakes[ci] = None;
-            // Events are hints: what is in the folder at the slot is what counts.
-            self.revalidate(ci);
-            self.dirty.insert(ci);
         }
+        self.revalidate_many(&due);
+        self.dirty.extend(due);
     }
 
     /// Evaluates the channels whose posts changed or whose time came.
