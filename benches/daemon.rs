@@ -30,6 +30,9 @@ const PARTS: &[&str] = &[
 
 const BIN: &str = env!("CARGO_BIN_EXE_cadenced");
 
+/// `--keep`: projects are kept (and named) rather than removed, to profile a command on one.
+static KEEP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     // `cargo bench` passes `--bench`; it means nothing here.
@@ -48,6 +51,7 @@ fn main() {
             "--history" => opts.history = Some(num("--history")),
             "--drops" => opts.drops = num("--drops"),
             "--seconds" => opts.seconds = num("--seconds") as u64,
+            "--keep" => KEEP.store(true, std::sync::atomic::Ordering::Relaxed),
             p if PARTS.contains(&p) => parts.push(p.to_string()),
             other => panic!("unknown argument {other:?}; parts: {PARTS:?}"),
         }
@@ -241,10 +245,14 @@ impl Project {
     /// `channels` channels named `c0000`…, alternating `outbox` and `webhook` (both with
     /// `variation = true`, so rule 6 compares across them), all in UTC.
     fn new(channels: usize, slots: Slots, webhook: Option<&str>) -> Project {
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("cadenced-bench-")
             .tempdir_in(bench_dir())
             .expect("temp dir");
+        if KEEP.load(std::sync::atomic::Ordering::Relaxed) {
+            dir.disable_cleanup(true);
+            println!("(kept: {})", dir.path().display());
+        }
         let root = dir.path();
         std::fs::create_dir_all(root.join("queue")).unwrap();
         std::fs::create_dir_all(root.join("state")).unwrap();
