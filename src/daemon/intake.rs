@@ -300,6 +300,18 @@ impl Picture {
         }
     }
 
+    /// The verdict row of this file (its `accepted`) could not be written: not sendable
+    /// until it is, and read and judged again (its row written) at the next listing. A post
+    /// must not go out with no `accepted` row: the row is never written once it has moved.
+    pub fn unrecorded(&mut self, id: &str) {
+        if let Some(e) = self.files.get_mut(id) {
+            e.stamp = 0;
+            if matches!(e.own, Own::Ready { .. }) {
+                e.own = Own::Held;
+            }
+        }
+    }
+
     /// Every file is read and judged again at the next listing (the log could not be used).
     pub fn judge_all_again(&mut self) {
         for e in self.files.values_mut() {

@@ -913,7 +913,7 @@ impl Daemon {
                             self.unrecorded_withdrawals.push((ci, r.file));
                         }
                     } else {
-                        self.picture.judge_again(&r.file);
+                        self.picture.unrecorded(&r.file);
                     }
                 }
                 self.log_failed();

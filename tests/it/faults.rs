@@ -846,3 +846,47 @@ async fn a_restart_without_its_publish_log_refuses_a_silent_fresh_history() {
     pass(1).await;
     assert_eq!(d.stop().await.unwrap(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_post_whose_accepted_row_failed_is_not_sent_before_that_row_is_written() {
+    // Seen in the locked-log reliability test: the `accepted` write failed, the channel was
+    // evaluated before the retry, the post went out, and its `accepted` row never was.
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let p = Project::new(OUTBOX);
+    p.post("news/a.md", "Our repair workshop is back on Saturday.\n");
+    // 09:59:58 in Madrid: the 10:00 slot comes before the first retry (5 s).
+    let clock = TestClock::at("2026-11-23T08:59:58Z");
+    fresh_log(&p);
+    let conn = rusqlite::Connection::open(p.root().join("state/cadenced.sqlite")).unwrap();
+    // Only the `accepted` row fails: the attempt's rows could be written.
+    conn.execute_batch(
+        "CREATE TRIGGER injected_accepted BEFORE INSERT ON events WHEN NEW.status = 'accepted'
+         BEGIN SELECT RAISE(ABORT, 'disk I/O error (injected)'); END;",
+    )
+    .unwrap();
+    let d = start(&p, &clock);
+    // Past the slot, where the file is read again and its row fails again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        logs.count("`accepted` for news/a.md was not recorded in the publish log"),
+        2,
+        "{}",
+        logs.text()
+    );
+    conn.execute_batch("DROP TRIGGER injected_accepted;")
+        .unwrap();
+    pass(8 * 60).await; // the 17:30 slot too, whichever the post takes
+    let statuses: Vec<String> = log(&p)
+        .into_iter()
+        .filter(|(s, f, _)| f == "news/a.md" && s != "deferred")
+        .map(|(s, _, _)| s)
+        .collect();
+    assert_eq!(
+        statuses,
+        ["accepted", "sending", "published"],
+        "{}",
+        logs.text()
+    );
+    assert_eq!(d.stop().await.unwrap(), 1);
+}
