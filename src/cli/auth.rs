@@ -106,6 +106,7 @@ pub async fn connect(
         tokens: Some(tokens.clone()),
         media: Arc::new(PlainFiles { max_bytes: 0 }),
         hidden_env: Vec::new(),
+        client: Default::default(),
     };
     // The real adapter even for a dry-run channel: connecting is what comes before going live.
     let adapter = adapter::connect(channel.platform, name, &channel.settings, false, &ctx)

@@ -1545,6 +1545,7 @@ pub fn connect_ctx<'a>(
             root: config.queue.clone(),
         }),
         hidden_env: config::credential_env_names(config),
+        client: Default::default(),
     }
 }
 

@@ -353,6 +353,8 @@ pub struct ConnectCtx<'a> {
     /// Environment variables holding any channel's credential: an exec program must not
     /// inherit them.
     pub hidden_env: Vec<String>,
+    /// The HTTP client every channel connected with this context uses.
+    pub client: super::http::SharedClient,
 }
 
 /// The adapter for a channel: the outbox for `dry_run` channels (with their own platform's
@@ -413,7 +415,10 @@ pub fn connect(
         channel: channel.to_string(),
         settings: settings.clone(),
         credentials,
-        client: super::http::client().map_err(|e| format!("channel `{channel}`: {e}"))?,
+        client: ctx
+            .client
+            .get()
+            .map_err(|e| format!("channel `{channel}`: {e}"))?,
         tokens: ctx.tokens.clone(),
         media: ctx.media.clone(),
         timeout_cap: None,

@@ -52,6 +52,19 @@ pub fn client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot set up the HTTP client: {}", chain(&e)))
 }
 
+/// One client for all the channels connected together (a daemon's channels, one `check`):
+/// built at first use and cloned into each adapter, so they share one TLS set-up (root
+/// certificates and verifier, about 75 KB a client) and one connection pool.
+#[derive(Debug, Default)]
+pub struct SharedClient(std::sync::OnceLock<Result<reqwest::Client, String>>);
+
+impl SharedClient {
+    /// The client (a clone shares everything with the others).
+    pub fn get(&self) -> Result<reqwest::Client, String> {
+        self.0.get_or_init(client).clone()
+    }
+}
+
 /// A server's answer, its body read up to the step's cap.
 #[derive(Debug, Clone)]
 pub struct Answer {

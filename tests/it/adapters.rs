@@ -133,6 +133,7 @@ fn for_channel(
         tokens: None,
         media: Arc::new(PlainFiles { max_bytes: 1 << 20 }),
         hidden_env: Vec::new(),
+        client: Default::default(),
     };
     adapter::connect(
         channel.platform,
@@ -516,6 +517,7 @@ fn webhook(url: &str) -> AnyAdapter {
         tokens: None,
         media: Arc::new(PlainFiles { max_bytes: 1 << 20 }),
         hidden_env: Vec::new(),
+        client: Default::default(),
     };
     adapter::connect(platform("webhook"), "announce", &settings, false, &ctx).unwrap()
 }

@@ -419,6 +419,7 @@ fn a_second_create_with_the_same_record_key_is_refused_and_the_read_back_finds_t
         tokens: Some(cadenced::tokens::TokenStore::beside(&dir.path().join("db"))),
         media: std::sync::Arc::new(PlainFiles { max_bytes: 1 << 20 }),
         hidden_env: Vec::new(),
+        client: Default::default(),
     };
     let platform = Platform::named("bluesky").unwrap();
     let adapter = adapter::connect(platform, "shop", &settings, false, &ctx).unwrap();

@@ -269,6 +269,7 @@ async fn check(platform: Platform, keys: &str) {
         tokens: Some(tokens.clone()),
         media: Arc::new(PlainFiles { max_bytes: 1 << 20 }),
         hidden_env: Vec::new(),
+        client: Default::default(),
     };
     let adapter = adapter::connect(platform, "c", &ch.settings, false, &connect).unwrap();
     assert!(matches!(adapter, AnyAdapter::Http(_)));
@@ -360,6 +361,7 @@ async fn exec_runs_its_plans_step() {
         tokens: None,
         media: Arc::new(PlainFiles { max_bytes: 1 << 20 }),
         hidden_env: Vec::new(),
+        client: Default::default(),
     };
     let adapter = adapter::connect(platform, "c", &ch.settings, false, &connect).unwrap();
     adapter
