@@ -1372,7 +1372,7 @@ impl Daemon {
             let id = id.to_string();
             let text = normalized.clone();
             self.update(|p, ctx| {
-                let mut out = p.refresh(ctx, &id);
+                let mut out = p.mark_sending(ctx, &id);
                 let near = p.log_changed_near(ctx, &text);
                 out.changes.extend(near.changes);
                 out.touched.extend(near.touched);
