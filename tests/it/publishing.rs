@@ -22,6 +22,11 @@ fn project(server: &FakeMastodon, extra: &str) -> Project {
     // SAFETY: tests set this one variable to the same value; nothing reads it concurrently
     // in a way that could see a torn value.
     unsafe { std::env::set_var("PUBLISHING_TEST_TOKEN", TOKEN) };
+    project_with_token(server, "PUBLISHING_TEST_TOKEN", extra)
+}
+
+/// The channel `shop` on `server`, its token from the environment variable `token_env`.
+fn project_with_token(server: &FakeMastodon, token_env: &str, extra: &str) -> Project {
     Project::new(&format!(
         r#"
 [defaults]
@@ -30,7 +35,7 @@ timezone = "UTC"
 [channels.shop]
 platform = "mastodon"
 instance = "{}"
-token = {{ env = "PUBLISHING_TEST_TOKEN" }}
+token = {{ env = "{token_env}" }}
 slots = ["* * * * * *"]
 max_per_day = 100
 min_gap = "0s"
@@ -397,22 +402,7 @@ async fn a_refused_token_fails_the_post_once_and_never_shows_the_token() {
     let server = FakeMastodon::start_on_thread();
     // SAFETY: as in `project`: one value per variable, set before the daemon reads it.
     unsafe { std::env::set_var("PUBLISHING_TEST_WRONG_TOKEN", "not-the-token-0123456789") };
-    let p = Project::new(&format!(
-        r#"
-[defaults]
-timezone = "UTC"
-
-[channels.shop]
-platform = "mastodon"
-instance = "{}"
-token = {{ env = "PUBLISHING_TEST_WRONG_TOKEN" }}
-slots = ["* * * * * *"]
-max_per_day = 100
-min_gap = "0s"
-max_characters = 500
-"#,
-        server.url()
-    ));
+    let p = project_with_token(&server, "PUBLISHING_TEST_WRONG_TOKEN", "");
     p.post("shop/001.md", "Gift wrapping is free all December\n");
     let running = start(&p, Options::default());
     until("the post has failed", || {
