@@ -161,11 +161,19 @@ impl TokenStore {
         let tmp = dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
         // A process killed between creating its temporary file and the rename leaves it
         // behind; a later one that gets the same pid must not fail on it (that failure would
-        // lose a refresh token the platform has just rotated). The lock makes it ours.
-        match fs::remove_file(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        // lose a refresh token the platform has just rotated). Under the lock every such
+        // file is a leftover (a live writer would hold the lock), so all of them go.
+        let prefix = format!(".{FILE_NAME}.");
+        for entry in fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&prefix) && name.ends_with(".tmp") {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
         let result = (|| {
             let mut file = OpenOptions::new()
@@ -271,10 +279,12 @@ mod tests {
             .update("shop-x", t("2026-11-27T09:00:00Z"), keep("rt-old"))
             .unwrap();
         // A writer killed after writing half of its temporary file, with this very pid
-        // (pids come round again).
+        // (pids come round again), and one left by another process.
         let tmp = dir
             .path()
             .join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
+        let other = dir.path().join(format!(".{FILE_NAME}.4194303.tmp"));
+        fs::write(&other, b"{").unwrap();
         fs::write(
             &tmp,
             b"{\"channels\": {\"shop-x\": {\"values\": {\"refresh_t",
@@ -297,6 +307,7 @@ mod tests {
             "rt-new"
         );
         assert!(!tmp.exists());
+        assert!(!other.exists(), "leftovers of other processes go too");
     }
 
     #[test]

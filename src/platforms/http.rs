@@ -54,7 +54,7 @@ pub fn client() -> Result<reqwest::Client, String> {
 
 /// One client for all the channels connected together (a daemon's channels, one `check`):
 /// built at first use and cloned into each adapter, so they share one TLS set-up (root
-/// certificates and verifier, about 75 KB a client) and one connection pool.
+/// certificates and verifier, about 100 KB a client) and one connection pool.
 #[derive(Debug, Default)]
 pub struct SharedClient(std::sync::OnceLock<Result<reqwest::Client, String>>);
 
