@@ -38,6 +38,40 @@ pub struct ChannelRecord {
 /// A channel's newest attempt: when it started, its state, its file.
 pub type LastAttempt = (Timestamp, String, String);
 
+/// One channel's record, written over any it had.
+fn write_record(conn: &rusqlite::Connection, r: &ChannelRecord) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO channel_status (channel, recorded, pid, platform, timezone,
+            disabled_reason, paused, dry_run, queued, held, published_today,
+            max_per_day, failed, unknown, next_file, next_at, last_attempt_at,
+            last_attempt_state, last_attempt_file)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+            ?16, ?17, ?18, ?19)",
+    )?
+    .execute(params![
+        r.channel,
+        format_time(r.recorded),
+        r.pid,
+        r.platform,
+        r.timezone,
+        r.disabled,
+        r.paused,
+        r.dry_run,
+        r.queued,
+        r.held,
+        r.published_today,
+        r.max_per_day,
+        r.failed,
+        r.unknown,
+        r.next_post.as_ref().map(|(f, _)| f),
+        r.next_post.as_ref().map(|(_, t)| format_time(*t)),
+        r.last_attempt.as_ref().map(|(t, _, _)| format_time(*t)),
+        r.last_attempt.as_ref().map(|(_, s, _)| s),
+        r.last_attempt.as_ref().map(|(_, _, f)| f),
+    ])?;
+    Ok(())
+}
+
 impl Store {
     /// Replaces the recorded state of every channel with `records`, in one transaction.
     pub fn record_channels(&mut self, records: &[ChannelRecord]) -> Result<()> {
@@ -45,82 +79,15 @@ impl Store {
         let err = |e| super::sql(&path, e);
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute("DELETE FROM channel_status", []).map_err(err)?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO channel_status (channel, recorded, pid, platform, timezone,
-                        disabled_reason, paused, dry_run, queued, held, published_today,
-                        max_per_day, failed, unknown, next_file, next_at, last_attempt_at,
-                        last_attempt_state, last_attempt_file)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                        ?16, ?17, ?18, ?19)",
-                )
-                .map_err(err)?;
-            for r in records {
-                insert
-                    .execute(params![
-                        r.channel,
-                        format_time(r.recorded),
-                        r.pid,
-                        r.platform,
-                        r.timezone,
-                        r.disabled,
-                        r.paused,
-                        r.dry_run,
-                        r.queued,
-                        r.held,
-                        r.published_today,
-                        r.max_per_day,
-                        r.failed,
-                        r.unknown,
-                        r.next_post.as_ref().map(|(f, _)| f),
-                        r.next_post.as_ref().map(|(_, t)| format_time(*t)),
-                        r.last_attempt.as_ref().map(|(t, _, _)| format_time(*t)),
-                        r.last_attempt.as_ref().map(|(_, s, _)| s),
-                        r.last_attempt.as_ref().map(|(_, _, f)| f),
-                    ])
-                    .map_err(err)?;
-            }
+        for r in records {
+            write_record(&tx, r).map_err(err)?;
         }
         tx.commit().map_err(err)
     }
 
     /// Replaces the recorded state of one channel.
     pub fn record_channel(&mut self, r: &ChannelRecord) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO channel_status (channel, recorded, pid, platform, timezone,
-                    disabled_reason, paused, dry_run, queued, held, published_today,
-                    max_per_day, failed, unknown, next_file, next_at, last_attempt_at,
-                    last_attempt_state, last_attempt_file)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                    ?16, ?17, ?18, ?19)",
-            )
-            .and_then(|mut insert| {
-                insert.execute(params![
-                    r.channel,
-                    format_time(r.recorded),
-                    r.pid,
-                    r.platform,
-                    r.timezone,
-                    r.disabled,
-                    r.paused,
-                    r.dry_run,
-                    r.queued,
-                    r.held,
-                    r.published_today,
-                    r.max_per_day,
-                    r.failed,
-                    r.unknown,
-                    r.next_post.as_ref().map(|(f, _)| f),
-                    r.next_post.as_ref().map(|(_, t)| format_time(*t)),
-                    r.last_attempt.as_ref().map(|(t, _, _)| format_time(*t)),
-                    r.last_attempt.as_ref().map(|(_, s, _)| s),
-                    r.last_attempt.as_ref().map(|(_, _, f)| f),
-                ])
-            })
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        write_record(&self.conn, r).map_err(|e| self.err(e))
     }
 
     /// One channel's failed and unknown attempt counts and its newest attempt (started,
