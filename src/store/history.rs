@@ -194,7 +194,7 @@ impl Store {
         }
     }
 
-    fn indexed_up_to(&self) -> Result<i64> {
+    pub(super) fn indexed_up_to(&self) -> Result<i64> {
         Ok(self
             .conn
             .query_row(

@@ -419,9 +419,32 @@ impl Store {
     /// Commits an attempt in state `sending` (and its `sending` row) before any request,
     /// durably (see [`Store::durably`]).
     pub fn begin_attempt(&mut self, a: &NewAttempt<'_>) -> Result<i64> {
-        let (id, tokens) = self.durably(|tx, path| Self::insert_attempt(tx, path, a))?;
-        self.count_tokens(&tokens);
-        Ok(id)
+        let ids = self.begin_attempts(std::slice::from_ref(a))?;
+        Ok(ids[0])
+    }
+
+    /// [`Store::begin_attempt`] for several attempts in one durable transaction: all are
+    /// recorded or none is. One sync and one flush of the near-duplicate index for all of
+    /// them, instead of one each (1,000 channels due at one slot). Returns their ids in
+    /// order.
+    pub fn begin_attempts(&mut self, attempts: &[NewAttempt<'_>]) -> Result<Vec<i64>> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let recorded = self.durably(|tx, path| {
+            attempts
+                .iter()
+                .map(|a| Self::insert_attempt(tx, path, a))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        // Counted once committed: a batch rolled back leaves the sketch as it was.
+        Ok(recorded
+            .into_iter()
+            .map(|(id, tokens)| {
+                self.count_tokens(&tokens);
+                id
+            })
+            .collect())
     }
 
     fn insert_attempt(
@@ -705,6 +728,154 @@ mod tests {
             .begin_attempt(&attempt("shop-x/a.md", "2026-11-22T09:00:00Z", false))
             .unwrap();
         assert_eq!(store.unsure_files().unwrap().len(), 1);
+    }
+
+    /// Attempts of different channels with distinct texts, as one pass of the daemon
+    /// decides them.
+    fn batch<'a>(normalized: &'a [String]) -> Vec<NewAttempt<'a>> {
+        const FILES: [&str; 4] = ["c1/a.md", "c2/b.md", "c3/c.md", "c4/d.md"];
+        normalized
+            .iter()
+            .zip(FILES)
+            .map(|(text, file)| NewAttempt {
+                started: t("2026-11-22T09:00:00Z"),
+                channel: file.split('/').next().unwrap(),
+                platform: Platform::named("mastodon").unwrap(),
+                file,
+                hash: "h",
+                normalized: text,
+                idempotency_key: "k",
+                key_started: t("2026-11-22T09:00:00Z"),
+                dry_run: false,
+            })
+            .collect()
+    }
+
+    fn texts() -> Vec<String> {
+        [
+            "Summer sale begins Friday with new linen shirts in every size and colour",
+            "Our free repair workshop is back on 12 December, bring your broken lamps",
+            "冬季促销从周五开始，所有羊毛衫半价，欢迎光临我们的新店",
+            "OK",
+        ]
+        .iter()
+        .map(|t| crate::cadence::similarity::comparable(t))
+        .collect()
+    }
+
+    fn count(store: &Store, sql: &str) -> i64 {
+        store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_batch_of_attempts_is_recorded_with_its_sending_rows_and_found_as_near_duplicates() {
+        use crate::cadence::similarity::Fingerprint;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let since = t("2026-11-01T00:00:00Z");
+        // The sketch of token counts exists before the batch: it must learn the batch's.
+        let earlier = store
+            .begin_attempt(&attempt("shop-x/a.md", "2026-11-21T09:00:00Z", false))
+            .unwrap();
+        assert!(
+            store
+                .near_posts(&Fingerprint::of_normalized(&texts()[0]), 0.8, since, &[])
+                .unwrap()
+                .is_empty()
+        );
+
+        let texts = texts();
+        let ids = store.begin_attempts(&batch(&texts)).unwrap();
+        assert_eq!(ids.len(), texts.len());
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]) && ids[0] > earlier,
+            "{ids:?}"
+        );
+        let sending: Vec<(i64, String)> = {
+            let mut stmt = store
+                .conn
+                .prepare("SELECT attempt_id, file FROM events WHERE status = 'sending' ORDER BY id")
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect()
+        };
+        let mut expected = vec![(earlier, "shop-x/a.md".to_string())];
+        expected.extend(
+            ids.iter()
+                .zip(["c1/a.md", "c2/b.md", "c3/c.md", "c4/d.md"])
+                .map(|(&id, f)| (id, f.to_string())),
+        );
+        assert_eq!(sending, expected);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM attempts WHERE state = 'sending'"
+            ),
+            5
+        );
+        for (text, &id) in texts.iter().zip(&ids) {
+            let (hits, stats) = store
+                .near_posts_with_stats(&Fingerprint::of_normalized(text), 0.8, since, &[])
+                .unwrap();
+            assert_eq!(
+                hits.iter().map(|h| h.attempt).collect::<Vec<_>>(),
+                [id],
+                "{text}"
+            );
+            assert!(stats.probes > 0, "found through the index: {stats:?}");
+        }
+        assert_eq!(store.indexed_up_to().unwrap(), *ids.last().unwrap());
+        assert!(store.begin_attempts(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_failing_batch_of_attempts_records_none_of_them() {
+        use crate::cadence::similarity::Fingerprint;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let since = t("2026-11-01T00:00:00Z");
+        let before = store
+            .begin_attempt(&attempt("shop-x/a.md", "2026-11-21T09:00:00Z", false))
+            .unwrap();
+        // The last attempt of the batch fails, as a full disk would fail it: a real SQLite
+        // error once the others are written in the transaction.
+        store
+            .conn
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse BEFORE INSERT ON attempts WHEN NEW.file = 'c4/d.md'
+                 BEGIN SELECT RAISE(ABORT, 'disk I/O error (injected)'); END;",
+            )
+            .unwrap();
+        let texts = texts();
+        let err = store.begin_attempts(&batch(&texts)).unwrap_err();
+        assert!(err.to_string().contains("injected"), "{err}");
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM attempts"), 1);
+        assert_eq!(count(&store, "SELECT COUNT(*) FROM events"), 1);
+        assert_eq!(store.indexed_up_to().unwrap(), before);
+        for text in &texts {
+            assert!(
+                store
+                    .near_posts(&Fingerprint::of_normalized(text), 0.8, since, &[])
+                    .unwrap()
+                    .is_empty(),
+                "{text}"
+            );
+        }
+        // Back to FULL-then-NORMAL, and the same batch goes through once the cause is gone.
+        let level: i64 = store
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(level, 1);
+        store.conn.execute_batch("DROP TRIGGER refuse").unwrap();
+        let ids = store.begin_attempts(&batch(&texts)).unwrap();
+        assert_eq!(ids.len(), 4);
+        let hits = store
+            .near_posts(&Fingerprint::of_normalized(&texts[1]), 0.8, since, &[])
+            .unwrap();
+        assert_eq!(hits.iter().map(|h| h.attempt).collect::<Vec<_>>(), [ids[1]]);
     }
 
     #[test]

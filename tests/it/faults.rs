@@ -731,6 +731,74 @@ async fn a_failed_attempt_write_is_retried_soon_and_the_slot_that_fell_due_is_no
     assert_eq!(d.stop().await.unwrap(), 1);
 }
 
+/// Several channels due at one slot record their attempts in one transaction: when it
+/// fails (here on one of them), none is sent, not even the ones written before it in the
+/// transaction, and all of them go out at the retry.
+#[tokio::test(start_paused = true)]
+async fn attempts_failing_in_one_pass_send_nothing_and_all_go_out_at_the_retry() {
+    let logs = Captured::default();
+    let _guard = logs.install();
+    let p = Project::new(&format!(
+        "{OUTBOX}\n[channels.shop]\nplatform = \"outbox\"\n\n[channels.zine]\nplatform = \"outbox\"\n"
+    ));
+    p.post("news/a.md", "Our repair workshop is back on Saturday.\n");
+    p.post("shop/b.md", "Linen shirts are half price until Sunday.\n");
+    p.post(
+        "zine/c.md",
+        "The winter issue is out, with a piece on bread.\n",
+    );
+    let clock = TestClock::at("2026-11-23T08:30:00Z"); // 09:30 in Madrid
+    fresh_log(&p);
+    let d = start(&p, &clock);
+    pass(20).await;
+    // Only the middle channel's attempt fails, as a full disk would fail it.
+    let conn = rusqlite::Connection::open(p.root().join("state/cadenced.sqlite")).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER injected_shop BEFORE INSERT ON attempts WHEN NEW.file = 'shop/b.md'
+         BEGIN SELECT RAISE(ABORT, 'disk I/O error (injected)'); END;",
+    )
+    .unwrap();
+    pass(11).await; // 10:01: the 10:00 slot fell due for all three
+    for file in ["news/a.md", "shop/b.md", "zine/c.md"] {
+        assert!(
+            logs.text().contains(&format!(
+                "the attempt to send {file} was not recorded in the publish log, so it was not sent"
+            )),
+            "{}",
+            logs.text()
+        );
+    }
+    for channel in ["news", "shop", "zine"] {
+        assert!(outbox_texts(&p, channel).is_empty(), "{channel}");
+    }
+    assert!(rows_with(&p, "sending").is_empty(), "{:#?}", rows_at(&p));
+    conn.execute_batch("DROP TRIGGER injected_shop;").unwrap();
+    pass(3).await;
+    // All three at a retry wake a minute or two after the slot, not at the 17:30 slot.
+    let published: Vec<(String, String)> = rows_at(&p)
+        .into_iter()
+        .filter(|(s, _, _)| s == "published")
+        .map(|(_, f, t)| (f, t))
+        .collect();
+    let mut files: Vec<&str> = published.iter().map(|(f, _)| f.as_str()).collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["news/a.md", "shop/b.md", "zine/c.md"],
+        "{published:?}"
+    );
+    assert!(
+        published
+            .iter()
+            .all(|(_, t)| t.as_str() < "2026-11-23T09:05"),
+        "{published:?}"
+    );
+    for channel in ["news", "shop", "zine"] {
+        assert_eq!(outbox_texts(&p, channel).len(), 1, "{channel}");
+    }
+    assert_eq!(d.stop().await.unwrap(), 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn accepted_is_said_only_once_its_row_is_written_and_a_failed_row_is_retried() {
     let logs = Captured::default();
