@@ -287,10 +287,8 @@ impl Store {
     /// Records the HTTP status the platform answered an attempt with.
     pub fn set_http_status(&self, attempt: i64, status: u16) -> Result<()> {
         self.conn
-            .execute(
-                "UPDATE attempts SET http_status = ?2 WHERE id = ?1",
-                params![attempt, status],
-            )
+            .prepare_cached("UPDATE attempts SET http_status = ?2 WHERE id = ?1")
+            .and_then(|mut stmt| stmt.execute(params![attempt, status]))
             .map_err(|e| self.err(e))?;
         Ok(())
     }
