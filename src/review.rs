@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::cadence::holds::{
-    Candidate, ChannelView, HoldReason, Holds, Past, PastHit, first_order,
-};
+use crate::cadence::holds::{Candidate, ChannelView, HoldReason, Holds, Past, PastHit, QueuedText};
 use crate::cadence::pending_index::GramOrder;
 use crate::cadence::policy::Pending;
 use crate::cadence::similarity::{Fingerprint, comparable};
@@ -190,18 +188,28 @@ pub fn candidate(
     verdict: &Verdict,
     facts: &FileFacts,
 ) -> Option<Candidate> {
+    queued_text(channel, file, verdict, facts).map(|q| q.candidate())
+}
+
+/// [`candidate`] without its grams (computed when needed: see [`Holds::insert_all`]).
+pub fn queued_text(
+    channel: usize,
+    file: &QueuedFile,
+    verdict: &Verdict,
+    facts: &FileFacts,
+) -> Option<QueuedText> {
     let Verdict::Ready(_) = verdict else {
         return None;
     };
     let accepted = file.content.as_ref().ok()?;
-    let fingerprint = Fingerprint::of_normalized(&comparable(&accepted.post.body));
-    if fingerprint.normalized().is_empty() {
+    let text = comparable(&accepted.post.body);
+    if text.is_empty() {
         return None;
     }
-    Some(Candidate {
-        id: file.id.clone(),
+    Some(QueuedText {
+        id: file.id.as_str().into(),
         channel,
-        fingerprint,
+        text: text.into(),
         first_seen: facts.first_seen,
         modified: file.modified,
     })
@@ -247,7 +255,7 @@ pub fn review(config: &Config, scan: Scan, log: &LogSource<'_>, now: Timestamp) 
             continue;
         }
         let verdict = judge_file(&config.channels[ci], &file, &facts, now);
-        candidates.extend(candidate(ci, &file, &verdict, &facts));
+        candidates.extend(queued_text(ci, &file, &verdict, &facts));
         out.files.push(FileReview {
             id: file.id,
             channel: file.channel,
@@ -256,14 +264,16 @@ pub fn review(config: &Config, scan: Scan, log: &LogSource<'_>, now: Timestamp) 
             verdict,
         });
     }
-    candidates.sort_by(|a, b| first_order(a).cmp(&first_order(b)));
     // Rarest grams first in the pending posts' index: the order these posts give.
-    let order = GramOrder::of(candidates.iter().map(|c| &c.fingerprint));
+    let order = GramOrder::of(
+        candidates
+            .iter()
+            .map(|c| Fingerprint::of_normalized(&c.text)),
+    );
     let mut holds = Holds::with_order(channel_views(config), std::sync::Arc::new(order));
-    for c in candidates {
-        if let Err(e) = holds.upsert(c, log, now) {
-            log_error.get_or_insert(e);
-        }
+    let (_, failed) = holds.insert_all(candidates, log, now);
+    if let Some((_, e)) = failed.into_iter().next() {
+        log_error.get_or_insert(e);
     }
     if let Some(e) = log_error {
         out.problems.push(

@@ -28,7 +28,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::time::Instant;
 
-use crate::cadence::holds::{HoldChange, Holds};
+use crate::cadence::holds::{HoldChange, Holds, QueuedText};
 use crate::cadence::policy::Pending;
 use crate::cadence::similarity::Fingerprint;
 use crate::clock;
@@ -166,16 +166,7 @@ pub(super) struct Picture {
     views: Vec<crate::cadence::holds::ChannelView>,
     /// While a first listing runs: the posts for `Holds`, indexed once all are known (so
     /// the index's gram order comes from this queue; see `cadence::pending_index`).
-    deferred: Option<Vec<Deferred>>,
-}
-
-/// A post waiting for the first listing to end before it joins `Holds`.
-struct Deferred {
-    id: Box<str>,
-    channel: usize,
-    text: Box<str>,
-    first_seen: Option<Timestamp>,
-    modified: Timestamp,
+    deferred: Option<Vec<QueuedText>>,
 }
 
 impl Picture {
@@ -368,47 +359,22 @@ impl Picture {
         out
     }
 
-    /// The first listing's posts into `Holds`: under a gram order made from them, in
-    /// "first" order (so nothing judged is judged again).
-    fn index_deferred(&mut self, ctx: &Ctx<'_>, mut deferred: Vec<Deferred>) -> Outcome {
+    /// The first listing's posts into `Holds`: under a gram order made from them, all at
+    /// once (see [`Holds::insert_all`]).
+    fn index_deferred(&mut self, ctx: &Ctx<'_>, deferred: Vec<QueuedText>) -> Outcome {
         let order = crate::cadence::pending_index::GramOrder::of(
             deferred.iter().map(|d| Fingerprint::of_normalized(&d.text)),
         );
         self.holds = Holds::with_order(self.views.clone(), std::sync::Arc::new(order));
-        deferred.sort_by(|a, b| {
-            (
-                a.first_seen.is_none(),
-                a.first_seen,
-                a.modified,
-                a.id.as_bytes(),
-            )
-                .cmp(&(
-                    b.first_seen.is_none(),
-                    b.first_seen,
-                    b.modified,
-                    b.id.as_bytes(),
-                ))
-        });
-        let mut out = Outcome::default();
-        for d in deferred {
-            let candidate = crate::cadence::holds::Candidate {
-                id: d.id.to_string(),
-                channel: d.channel,
-                fingerprint: Fingerprint::of_normalized(&d.text),
-                first_seen: d.first_seen,
-                modified: d.modified,
-            };
-            let result = self.holds.upsert(candidate, &ctx.log(), ctx.now);
-            let changes = self.hold_changes(ctx, result);
-            if changes.log_error.is_some() {
-                // Not judged against the log: not sendable until it is (read again later).
-                self.holds.remove(&d.id);
-                self.judge_again(&d.id);
-                if let Some(e) = self.files.get_mut(&*d.id) {
-                    e.own = Own::Held;
-                }
+        let (changes, failed) = self.holds.insert_all(deferred, &ctx.log(), ctx.now);
+        let mut out = self.hold_changes(ctx, Ok(changes));
+        for (c, e) in failed {
+            // Not judged against the log: not sendable until it is (read again later).
+            self.judge_again(&c.id);
+            if let Some(entry) = self.files.get_mut(&*c.id) {
+                entry.own = Own::Held;
             }
-            out.merge(changes);
+            out.log_error.get_or_insert(e);
         }
         out
     }
@@ -662,23 +628,18 @@ impl Picture {
             Verdict::Expired(t) => Own::Expired(*t),
         };
         let logged = facts.logged.as_deref().and_then(static_status);
-        let candidate = review::candidate(ci, &file, &verdict, &facts);
+        let queued = review::queued_text(ci, &file, &verdict, &facts);
         self.insert(&id, ci, stamp, version, own, logged);
         if let Some(deferred) = &mut self.deferred {
             // A first listing: judged against the other posts once all are read.
             self.holds.remove(&id);
-            match candidate {
-                Some(c) => deferred.push(Deferred {
-                    id: id.as_str().into(),
-                    channel: ci,
-                    text: c.fingerprint.normalized().into(),
-                    first_seen: c.first_seen,
-                    modified: c.modified,
-                }),
+            match queued {
+                Some(q) => deferred.push(q),
                 None => out.changes.push(Change { id, verdict }),
             }
             return out;
         }
+        let candidate = queued.map(|q| q.candidate());
         let result = match candidate {
             Some(c) => self.holds.upsert(c, &ctx.log(), ctx.now),
             None => Ok(self.holds.remove(&id)),
