@@ -675,10 +675,17 @@ impl Postings {
 
     /// Many postings at once: one sort.
     fn absorb(&mut self, mut added: Vec<Posting>) {
-        self.run.append(&mut self.mid);
-        self.run.append(&mut self.tail);
-        self.run.append(&mut added);
+        if self.run.is_empty() && self.mid.is_empty() && self.tail.is_empty() {
+            self.run = added;
+        } else {
+            self.run
+                .reserve_exact(self.mid.len() + self.tail.len() + added.len());
+            self.run.append(&mut self.mid);
+            self.run.append(&mut self.tail);
+            self.run.append(&mut added);
+        }
         self.run.sort_unstable();
+        self.run.shrink_to_fit();
         self.dead_run += self.dead_mid;
         self.dead_mid = 0;
         self.index_run();
@@ -819,6 +826,8 @@ fn range(list: &[Posting], token: u32) -> std::ops::Range<usize> {
 /// in order around them, which is all [`Postings::each`] needs.
 fn merge_into(into: &mut Vec<Posting>, from: &mut Vec<Posting>) {
     let (n, m) = (into.len(), from.len());
+    // Exactly: a merge copies the list anyway, and a doubled run would be megabytes idle.
+    into.reserve_exact(m);
     into.resize(
         n + m,
         Posting {

@@ -195,14 +195,11 @@ impl Store {
     }
 
     pub(super) fn indexed_up_to(&self) -> Result<i64> {
+        // Cached: every near-duplicate check asks (100,000 times at a large start-up).
         Ok(self
             .conn
-            .query_row(
-                "SELECT value FROM history_meta WHERE key = 'indexed'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT value FROM history_meta WHERE key = 'indexed'")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
             .map_err(|e| self.err(e))?
             .unwrap_or(0))
     }
