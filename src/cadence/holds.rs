@@ -1162,6 +1162,27 @@ mod tests {
         ]
     }
 
+    /// The property tests' channels (one with a lower threshold), their `now`, and the
+    /// log's posts made from `(text, channel, days ago)`.
+    fn world(past_texts: &[(String, usize, i64)]) -> (Vec<ChannelView>, Timestamp, Vec<PastPost>) {
+        let mut strict = channel("m", "mastodon");
+        strict.similarity = 0.5;
+        let channels = vec![channel("x", "x"), strict, channel("x2", "x")];
+        let now = t("2026-11-22T00:00:00Z");
+        let past = past_texts
+            .iter()
+            .enumerate()
+            .map(|(i, (text, c, days))| PastPost {
+                id: format!("{}/old{i}.md", channels[*c].name),
+                channel: channels[*c].name.clone(),
+                platform: channels[*c].platform,
+                at: now - SignedDuration::from_hours(24 * days),
+                fingerprint: Fingerprint::of_text(text),
+            })
+            .collect();
+        (channels, now, past)
+    }
+
     proptest! {
         /// Candidates added all at once (start-up, the commands) get the holds judging
         /// them from scratch gives, and each is reported once.
@@ -1170,21 +1191,7 @@ mod tests {
             files in prop::collection::vec((0..3usize, sentence(), prop::option::of(0..4u8), 0..4u8), 0..30),
             past_texts in prop::collection::vec((sentence(), 0..3usize, 0..40i64), 0..4),
         ) {
-            let mut strict = channel("m", "mastodon");
-            strict.similarity = 0.5;
-            let channels = vec![channel("x", "x"), strict, channel("x2", "x")];
-            let now = t("2026-11-22T00:00:00Z");
-            let past: Vec<PastPost> = past_texts
-                .iter()
-                .enumerate()
-                .map(|(i, (text, c, days))| PastPost {
-                    id: format!("{}/old{i}.md", channels[*c].name),
-                    channel: channels[*c].name.clone(),
-                    platform: channels[*c].platform,
-                    at: now - SignedDuration::from_hours(24 * days),
-                    fingerprint: Fingerprint::of_text(text),
-                })
-                .collect();
+            let (channels, now, past) = world(&past_texts);
             let cands: Vec<Candidate> = files
                 .iter()
                 .enumerate()
@@ -1225,21 +1232,7 @@ mod tests {
             ops in prop::collection::vec(op(), 1..40),
             past_texts in prop::collection::vec((sentence(), 0..3usize, 0..40i64), 0..4),
         ) {
-            let mut strict = channel("m", "mastodon");
-            strict.similarity = 0.5;
-            let channels = vec![channel("x", "x"), strict, channel("x2", "x")];
-            let now = t("2026-11-22T00:00:00Z");
-            let past: Vec<PastPost> = past_texts
-                .iter()
-                .enumerate()
-                .map(|(i, (text, c, days))| PastPost {
-                    id: format!("{}/old{i}.md", channels[*c].name),
-                    channel: channels[*c].name.clone(),
-                    platform: channels[*c].platform,
-                    at: now - SignedDuration::from_hours(24 * days),
-                    fingerprint: Fingerprint::of_text(text),
-                })
-                .collect();
+            let (channels, now, past) = world(&past_texts);
             let log = PastPosts::new(past.clone());
             let mut holds = Holds::new(channels.clone());
             let mut live: HashMap<usize, Candidate> = HashMap::new();
