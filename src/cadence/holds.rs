@@ -906,6 +906,27 @@ mod tests {
     }
 
     #[test]
+    fn insert_all_into_holds_that_have_candidates_judges_them_one_at_a_time() {
+        let channels = vec![channel("x", "x"), channel("m", "mastodon")];
+        let now = t("2026-11-22T00:00:00Z");
+        let log = PastPosts::new(vec![]);
+        let mut holds = Holds::new(channels);
+        let text = "Summer sale begins Friday with new linen shirts in every size";
+        holds
+            .upsert(cand("x/a.md", 0, text, "2026-11-20T00:00:00Z"), &log, now)
+            .unwrap();
+        let later = cand("m/b.md", 1, text, "2026-11-21T00:00:00Z");
+        let (changes, failed) = holds.insert_all(vec![QueuedText::of(&later)], &log, now);
+        assert!(failed.is_empty());
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            holds.hold("m/b.md").map(|h| h.other.as_str()),
+            Some("x/a.md")
+        );
+        assert_eq!(holds.hold("x/a.md"), None);
+    }
+
+    #[test]
     fn same_text_for_x_and_mastodon_holds_exactly_the_later_one() {
         let channels = [channel("shop-x", "x"), channel("shop-masto", "mastodon")];
         let cands = [
