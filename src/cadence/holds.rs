@@ -56,6 +56,8 @@ pub struct QueuedText {
 }
 
 impl QueuedText {
+    /// A candidate's text (tests build candidates; the code builds texts).
+    #[cfg(test)]
     pub fn of(c: &Candidate) -> QueuedText {
         QueuedText {
             id: c.id.as_str().into(),
@@ -474,35 +476,19 @@ impl Holds {
             let this = &self.rules.channels[q.channel];
             // The candidates before it that are not held, in "first" order (their handles'
             // order): the most similar holds it, the first of equals.
-            let mut best: Option<HoldReason> = None;
-            for (d, sim) in self
+            let earlier: Vec<(u32, f64)> = self
                 .index
                 .find_below(&fingerprint, self.rules.min_threshold, doc)
-            {
-                let Some(&o) = self.index.key(d) else {
-                    continue;
-                };
-                let other = self.slot(o);
-                if other.held() {
-                    continue;
-                }
-                let other_view = &self.rules.channels[other.channel];
-                if sim < this.similarity.min(other_view.similarity) {
-                    continue;
-                }
-                let Some(rule) = pending_rule(this, other_view) else {
-                    continue;
-                };
-                if best.as_ref().is_none_or(|b| sim > b.similarity) {
-                    best = Some(HoldReason {
-                        rule,
-                        other: other.id.to_string(),
-                        other_platform: other_view.platform,
-                        published: None,
-                        similarity: sim,
-                    });
-                }
-            }
+                .into_iter()
+                .filter_map(|(d, sim)| {
+                    let o = *self.index.key(d)?;
+                    let other = self.slot(o);
+                    let other_view = &self.rules.channels[other.channel];
+                    (!other.held() && sim >= this.similarity.min(other_view.similarity))
+                        .then_some((o, sim))
+                })
+                .collect();
+            let best = self.best_pending(this, earlier);
             debug_assert_eq!(self.index.key(doc), Some(&s));
             self.slots.push(Some(Slot {
                 id: q.id.clone(),
@@ -644,6 +630,33 @@ impl Holds {
         }
     }
 
+    /// The hold by an earlier pending candidate: of `earlier` (not held, similar enough,
+    /// in "first" order) the most similar one a rule pairs with `this`, the first of equals.
+    fn best_pending(
+        &self,
+        this: &ChannelView,
+        earlier: impl IntoIterator<Item = (u32, f64)>,
+    ) -> Option<HoldReason> {
+        let mut best: Option<HoldReason> = None;
+        for (o, sim) in earlier {
+            let other = self.slot(o);
+            let other_view = &self.rules.channels[other.channel];
+            let Some(rule) = pending_rule(this, other_view) else {
+                continue;
+            };
+            if best.as_ref().is_none_or(|b| sim > b.similarity) {
+                best = Some(HoldReason {
+                    rule,
+                    other: other.id.to_string(),
+                    other_platform: other_view.platform,
+                    published: None,
+                    similarity: sim,
+                });
+            }
+        }
+        best
+    }
+
     /// Judges slot `s` against the candidates before it.
     fn judge(
         &mut self,
@@ -666,23 +679,7 @@ impl Holds {
             })
             .collect();
         earlier.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut best: Option<HoldReason> = None;
-        for (_, o, sim) in earlier {
-            let other = self.slot(o);
-            let other_view = &self.rules.channels[other.channel];
-            let Some(rule) = pending_rule(this, other_view) else {
-                continue;
-            };
-            if best.as_ref().is_none_or(|b| sim > b.similarity) {
-                best = Some(HoldReason {
-                    rule,
-                    other: other.id.to_string(),
-                    other_platform: other_view.platform,
-                    published: None,
-                    similarity: sim,
-                });
-            }
-        }
+        let best = self.best_pending(this, earlier.into_iter().map(|(_, o, sim)| (o, sim)));
         self.slot_mut(s).pending = best.map(Box::new);
         let slot = self.slot(s);
         if always_report || slot.reason() != before.as_ref() {
