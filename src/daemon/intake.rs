@@ -486,6 +486,20 @@ impl Picture {
         self.hold_changes(ctx, result)
     }
 
+    /// `out`, with the verdicts and channels that the log changing near `normalized`
+    /// changed (a post just sent, or its attempt ended).
+    pub fn and_log_changed_near(
+        &mut self,
+        ctx: &Ctx<'_>,
+        mut out: Outcome,
+        normalized: &str,
+    ) -> Outcome {
+        let near = self.log_changed_near(ctx, normalized);
+        out.changes.extend(near.changes);
+        out.touched.extend(near.touched);
+        out
+    }
+
     /// The log changed near this text: an attempt began (it counts now) or ended (it may
     /// not count any more). The candidates near it look at the log again.
     pub fn log_changed_near(&mut self, ctx: &Ctx<'_>, normalized: &str) -> Outcome {

@@ -1039,11 +1039,8 @@ impl Daemon {
                 for a in attempts {
                     let (id, text) = (a.file.clone(), a.normalized.clone());
                     self.update(|p, ctx| {
-                        let mut out = p.refresh(ctx, &id);
-                        let near = p.log_changed_near(ctx, &text);
-                        out.changes.extend(near.changes);
-                        out.touched.extend(near.touched);
-                        out
+                        let out = p.refresh(ctx, &id);
+                        p.and_log_changed_near(ctx, out, &text)
                     });
                 }
                 if let Some(ci) = self.index_of(&channel) {
@@ -1435,11 +1432,8 @@ impl Daemon {
                 let id = p.file.clone();
                 let text = p.normalized.clone();
                 self.update(|pic, ctx| {
-                    let mut out = pic.mark_sending(ctx, &id);
-                    let near = pic.log_changed_near(ctx, &text);
-                    out.changes.extend(near.changes);
-                    out.touched.extend(near.touched);
-                    out
+                    let out = pic.mark_sending(ctx, &id);
+                    pic.and_log_changed_near(ctx, out, &text)
                 });
             }
             self.sending_texts.insert(p.file.clone(), p.normalized);
@@ -1477,11 +1471,8 @@ impl Daemon {
                 // counts or stopped counting: look at both.
                 let text = self.sending_texts.remove(&file).unwrap_or_default();
                 self.update(|p, ctx| {
-                    let mut out = p.refresh(ctx, &file);
-                    let near = p.log_changed_near(ctx, &text);
-                    out.changes.extend(near.changes);
-                    out.touched.extend(near.touched);
-                    out
+                    let out = p.refresh(ctx, &file);
+                    p.and_log_changed_near(ctx, out, &text)
                 });
                 if let Some(ci) = self.index_of(&channel) {
                     self.dirty.insert(ci);
