@@ -467,41 +467,57 @@ impl Holds {
                 }
             }
         }));
-        let mut changes = Vec::with_capacity(judged.len());
-        for (s, (q, past_hold)) in judged.into_iter().enumerate() {
-            let s = s as u32;
-            // Slots and handles both count up from 0 here: the same numbers.
-            let doc = s;
-            let fingerprint = Fingerprint::of_normalized(&q.text);
-            let this = &self.rules.channels[q.channel];
-            // The candidates before it that are not held, in "first" order (their handles'
-            // order): the most similar holds it, the first of equals.
-            let earlier: Vec<(u32, f64)> = self
-                .index
-                .find_below(&fingerprint, self.rules.min_threshold, doc)
-                .into_iter()
-                .filter_map(|(d, sim)| {
-                    let o = *self.index.key(d)?;
-                    let other = self.slot(o);
-                    let other_view = &self.rules.channels[other.channel];
+        // The texts for the look-ups (on every core), the rest for the judging (here).
+        let (texts, mut rest): (Vec<Box<str>>, Vec<_>) = judged
+            .into_iter()
+            .map(|(q, past_hold)| {
+                let QueuedText {
+                    id,
+                    channel,
+                    text,
+                    first_seen,
+                    modified,
+                } = q;
+                (text, Some((id, channel, first_seen, modified, past_hold)))
+            })
+            .unzip();
+        let n = u32::try_from(texts.len()).expect("fewer than 2^32 queued posts");
+        let mut changes = Vec::with_capacity(texts.len());
+        let (rules, slots, by_id) = (&self.rules, &mut self.slots, &mut self.by_id);
+        let index = &self.index;
+        index.find_each_below(
+            n,
+            rules.min_threshold,
+            |d| Fingerprint::of_normalized(&texts[d as usize]),
+            |s, found| {
+                let (id, channel, first_seen, modified, past_hold) =
+                    rest[s as usize].take().expect("each post judged once");
+                let this = &rules.channels[channel];
+                // Slots and handles both count up from 0 here: the same numbers. The
+                // candidates before it that are not held, in "first" order (their handles'
+                // order): the most similar holds it, the first of equals.
+                debug_assert_eq!(index.key(s), Some(&s));
+                let earlier = found.into_iter().filter_map(|(d, sim)| {
+                    let o = *index.key(d)?;
+                    let other = live(slots, o);
+                    let other_view = &rules.channels[other.channel];
                     (!other.held() && sim >= this.similarity.min(other_view.similarity))
                         .then_some((o, sim))
-                })
-                .collect();
-            let best = self.best_pending(this, earlier);
-            debug_assert_eq!(self.index.key(doc), Some(&s));
-            self.slots.push(Some(Slot {
-                id: q.id.clone(),
-                channel: q.channel,
-                first_seen: q.first_seen,
-                modified: q.modified,
-                doc,
-                past: past_hold.map(Box::new),
-                pending: best.map(Box::new),
-            }));
-            self.by_id.insert(q.id.clone(), s);
-            changes.push((q.id.into(), self.slot(s).reason().cloned()));
-        }
+                });
+                let best = rules.best_pending(slots, this, earlier);
+                slots.push(Some(Slot {
+                    id: id.clone(),
+                    channel,
+                    first_seen,
+                    modified,
+                    doc: s,
+                    past: past_hold.map(Box::new),
+                    pending: best.map(Box::new),
+                }));
+                changes.push((id.to_string(), live(slots, s).reason().cloned()));
+                by_id.insert(id, s);
+            },
+        );
         (changes, failed)
     }
 
@@ -579,7 +595,7 @@ impl Holds {
     }
 
     fn slot(&self, s: u32) -> &Slot {
-        self.slots[s as usize].as_ref().expect("a live slot")
+        live(&self.slots, s)
     }
 
     fn slot_mut(&mut self, s: u32) -> &mut Slot {
@@ -630,33 +646,6 @@ impl Holds {
         }
     }
 
-    /// The hold by an earlier pending candidate: of `earlier` (not held, similar enough,
-    /// in "first" order) the most similar one a rule pairs with `this`, the first of equals.
-    fn best_pending(
-        &self,
-        this: &ChannelView,
-        earlier: impl IntoIterator<Item = (u32, f64)>,
-    ) -> Option<HoldReason> {
-        let mut best: Option<HoldReason> = None;
-        for (o, sim) in earlier {
-            let other = self.slot(o);
-            let other_view = &self.rules.channels[other.channel];
-            let Some(rule) = pending_rule(this, other_view) else {
-                continue;
-            };
-            if best.as_ref().is_none_or(|b| sim > b.similarity) {
-                best = Some(HoldReason {
-                    rule,
-                    other: other.id.to_string(),
-                    other_platform: other_view.platform,
-                    published: None,
-                    similarity: sim,
-                });
-            }
-        }
-        best
-    }
-
     /// Judges slot `s` against the candidates before it.
     fn judge(
         &mut self,
@@ -679,7 +668,11 @@ impl Holds {
             })
             .collect();
         earlier.sort_by(|a, b| a.0.cmp(&b.0));
-        let best = self.best_pending(this, earlier.into_iter().map(|(_, o, sim)| (o, sim)));
+        let best = self.rules.best_pending(
+            &self.slots,
+            this,
+            earlier.into_iter().map(|(_, o, sim)| (o, sim)),
+        );
         self.slot_mut(s).pending = best.map(Box::new);
         let slot = self.slot(s);
         if always_report || slot.reason() != before.as_ref() {
@@ -716,7 +709,40 @@ impl Holds {
     }
 }
 
+/// Slot `s`, which must be live.
+fn live(slots: &[Option<Slot>], s: u32) -> &Slot {
+    slots[s as usize].as_ref().expect("a live slot")
+}
+
 impl Rules {
+    /// The hold by an earlier pending candidate: of `earlier` (not held, similar enough,
+    /// in "first" order) the most similar one a rule pairs with `this`, the first of equals.
+    fn best_pending(
+        &self,
+        slots: &[Option<Slot>],
+        this: &ChannelView,
+        earlier: impl IntoIterator<Item = (u32, f64)>,
+    ) -> Option<HoldReason> {
+        let mut best: Option<HoldReason> = None;
+        for (o, sim) in earlier {
+            let other = live(slots, o);
+            let other_view = &self.channels[other.channel];
+            let Some(rule) = pending_rule(this, other_view) else {
+                continue;
+            };
+            if best.as_ref().is_none_or(|b| sim > b.similarity) {
+                best = Some(HoldReason {
+                    rule,
+                    other: other.id.to_string(),
+                    other_platform: other_view.platform,
+                    published: None,
+                    similarity: sim,
+                });
+            }
+        }
+        best
+    }
+
     /// The best hold of a candidate by the log's posts.
     fn best_past(
         &self,

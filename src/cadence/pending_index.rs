@@ -392,6 +392,55 @@ impl<K> PendingIndex<K> {
         self.find_inner(fingerprint, threshold, below, &mut FindCost::default())
     }
 
+    /// [`PendingIndex::find_below`] for every handle `d` below `n` in turn, each post among
+    /// the ones before it (a self-join in an index that never had a removal), handing
+    /// `each(d, hits)` the answers in handle order on the calling thread. The look-ups run
+    /// on every core (the index is only read); `fingerprint(d)` is computed where they run.
+    /// Each worker stays at most [`AHEAD`] answers ahead of `each`, so the answers waiting
+    /// in memory stay bounded however many near-duplicates there are.
+    pub fn find_each_below(
+        &self,
+        n: DocId,
+        threshold: f64,
+        fingerprint: impl Fn(DocId) -> Fingerprint + Sync,
+        mut each: impl FnMut(DocId, Vec<(DocId, f64)>),
+    ) where
+        K: Sync,
+    {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = workers.min(MAX_WORKERS) as DocId;
+        if workers < 2 || n < PARALLEL_FROM {
+            for d in 0..n {
+                each(d, self.find_below(&fingerprint(d), threshold, d));
+            }
+            return;
+        }
+        std::thread::scope(|scope| {
+            let fingerprint = &fingerprint;
+            let answers: Vec<_> = (0..workers)
+                .map(|w| {
+                    let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD);
+                    scope.spawn(move || {
+                        for d in (w..n).step_by(workers as usize) {
+                            let hits = self.find_below(&fingerprint(d), threshold, d);
+                            if tx.send(hits).is_err() {
+                                return; // the caller stopped (it panicked)
+                            }
+                        }
+                    });
+                    rx
+                })
+                .collect();
+            for d in 0..n {
+                // A worker that panicked closed its channel; the scope re-raises the panic.
+                let Ok(hits) = answers[(d % workers) as usize].recv() else {
+                    return;
+                };
+                each(d, hits);
+            }
+        });
+    }
+
     /// [`PendingIndex::find`], also saying what it cost (the benchmark prints it).
     pub fn find_counting(
         &self,
@@ -599,6 +648,15 @@ impl<K> PendingIndex<K> {
         out.extend(ordered.iter().map(|p| p.1));
     }
 }
+
+/// Posts below which [`PendingIndex::find_each_below`] stays on the calling thread (a
+/// thread costs more than a few hundred look-ups); 2 under test, so the property tests
+/// go through the threads.
+const PARALLEL_FROM: DocId = if cfg!(test) { 2 } else { 2048 };
+/// Threads [`PendingIndex::find_each_below`] uses at most.
+const MAX_WORKERS: usize = 8;
+/// Answers each of its workers computes ahead of the caller.
+const AHEAD: usize = 256;
 
 /// Buffers a look-up reuses (one per thread): a text's grams in order are kilobytes, and
 /// allocating them for every look-up was a tenth of `plan`'s time.
@@ -971,6 +1029,15 @@ mod tests {
                 prop_assert_eq!(index.find_below(q, t, k as DocId), brute(&live[..k], q, t));
                 prop_assert_eq!(index.find(q, t), brute(&live, q, t));
             }
+            // The same look-ups on every core, handed back in order.
+            let mut each = Vec::new();
+            index.find_each_below(fps.len() as DocId, t, |d| fps[d as usize].clone(), |d, hits| {
+                each.push((d, hits));
+            });
+            let expected: Vec<_> = (0..fps.len())
+                .map(|k| (k as DocId, brute(&live[..k], &fps[k], t)))
+                .collect();
+            prop_assert_eq!(each, expected);
             // A higher threshold than the index's is served too.
             let (q, higher) = (&fps[0], f64::max(t, 0.95));
             prop_assert_eq!(index.find(q, higher), brute(&live, q, higher));

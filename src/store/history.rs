@@ -102,10 +102,15 @@ fn terms(fingerprint: &Fingerprint) -> Option<Vec<String>> {
     if fingerprint.is_short() {
         return Some(vec![short_term(fingerprint.normalized())]);
     }
+    Some(tokens(fingerprint).into_iter().map(token_term).collect())
+}
+
+/// A text's distinct gram tokens, ascending.
+fn tokens(fingerprint: &Fingerprint) -> Vec<u32> {
     let mut tokens: Vec<u32> = fingerprint.grams().iter().map(|&g| gram_token(g)).collect();
     tokens.sort_unstable();
     tokens.dedup();
-    Some(tokens.into_iter().map(token_term).collect())
+    tokens
 }
 
 fn token_term(token: u32) -> String {
@@ -257,28 +262,24 @@ impl Store {
     ) -> Result<(Vec<NearPost>, NearStats)> {
         let mut stats = NearStats::default();
         let t = threshold;
-        let Some(terms) = terms(fingerprint) else {
-            return Ok((Vec::new(), stats));
-        };
-        if t.is_nan() || t > 1.0 {
+        if fingerprint.normalized().is_empty() || t.is_nan() || t > 1.0 {
             return Ok((Vec::new(), stats));
         }
         // Candidate attempts with a lower bound of their gram count.
         let mut candidates: Vec<i64> = Vec::new();
-        if fingerprint.is_short() || t <= 0.0 {
-            if t <= 0.0 {
-                // Every post is a near-duplicate at 0: compare with each.
-                candidates = self.all_indexed()?;
-            } else {
-                self.matching(&terms[0], |rowid| candidates.push(rowid / SIZE_SPAN))?;
-                stats.probes = 1;
-            }
+        if t <= 0.0 {
+            // Every post is a near-duplicate at 0: compare with each.
+            candidates = self.all_indexed()?;
+        } else if fingerprint.is_short() {
+            self.matching(&short_term(fingerprint.normalized()), |rowid| {
+                candidates.push(rowid / SIZE_SPAN)
+            })?;
+            stats.probes = 1;
         } else {
             let a = fingerprint.gram_count();
-            let tokens: Vec<u32> = terms
-                .iter()
-                .filter_map(|t| u32::from_str_radix(t, 16).ok())
-                .collect();
+            // Only the probed tokens are written out as terms: against an empty or small
+            // log (a first start with a large queue) most checks probe none.
+            let tokens = tokens(fingerprint);
             // Two grams of the text may share a token: count in tokens, conservatively.
             let merged = a - tokens.len();
             let overlap = |b: usize| -> usize {
