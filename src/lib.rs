@@ -9,6 +9,7 @@ pub mod config; // strict TOML config: lookup, load, validate, credentials
 pub mod daemon; // the only module that wires the others: watch, schedule, publish, log
 pub mod diag; // compiler-style diagnostics naming the file, the line and the fix
 pub mod markdown; // the text a `.md` post sends: soft-wrapped lines joined, paragraphs kept
+pub mod parallel; // work on every core, its answers taken in order (a large start-up)
 pub mod platforms; // one folder per platform: keys, rules, request plan, answers; the registry; the executors
 pub mod post; // the post file format: pure parsing from bytes
 pub mod queue; // scanning the queue folder: ignore rules, safe reads, media confinement

@@ -14,7 +14,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::cadence::holds::{Candidate, ChannelView, HoldReason, Holds, Past, PastHit, QueuedText};
 use crate::cadence::pending_index::GramOrder;
 use crate::cadence::policy::Pending;
-use crate::cadence::similarity::{Fingerprint, comparable};
+use crate::cadence::similarity::Fingerprint;
 use crate::cadence::simulate::SimChannel;
 use crate::config::{Channel, Config};
 use crate::diag::{Diagnostic, did_you_mean};
@@ -202,7 +202,7 @@ pub fn queued_text(
         return None;
     };
     let accepted = file.content.as_ref().ok()?;
-    let text = comparable(&accepted.post.body);
+    let text = accepted.comparable();
     if text.is_empty() {
         return None;
     }
@@ -265,11 +265,7 @@ pub fn review(config: &Config, scan: Scan, log: &LogSource<'_>, now: Timestamp) 
         });
     }
     // Rarest grams first in the pending posts' index: the order these posts give.
-    let order = GramOrder::of(
-        candidates
-            .iter()
-            .map(|c| Fingerprint::of_normalized(&c.text)),
-    );
+    let order = GramOrder::of_normalized(candidates.len(), |i| &candidates[i].text);
     let mut holds = Holds::with_order(channel_views(config), std::sync::Arc::new(order));
     let (_, failed) = holds.insert_all(candidates, log, now);
     if let Some((_, e)) = failed.into_iter().next() {

@@ -72,19 +72,47 @@ impl GramOrder {
     pub fn of<F: std::borrow::Borrow<Fingerprint>>(
         texts: impl IntoIterator<Item = F>,
     ) -> GramOrder {
-        let mut rows = vec![[0u16; 2]; 1 << ORDER_BITS].into_boxed_slice();
-        let mut count = 0;
+        let mut order = GramOrder::counting();
         for fp in texts {
-            count += 1;
-            for &g in fp.borrow().grams() {
-                let [a, b] = Self::slots(gram_token(g));
-                rows[a][0] = rows[a][0].saturating_add(1);
-                rows[b][1] = rows[b][1].saturating_add(1);
-            }
+            order.add(fp.borrow().grams().iter().map(|&g| gram_token(g)));
         }
+        order
+    }
+
+    /// [`GramOrder::of`] the `n` normalized texts `text(i)`, their grams computed on every
+    /// core (a first listing's 100,000 posts).
+    pub fn of_normalized<'a>(n: usize, text: impl Fn(usize) -> &'a str + Sync) -> GramOrder {
+        let mut order = GramOrder::counting();
+        crate::parallel::map_in_order(
+            n,
+            PARALLEL_FROM,
+            |i| {
+                let fp = Fingerprint::of_normalized(text(i));
+                fp.grams()
+                    .iter()
+                    .map(|&g| gram_token(g))
+                    .collect::<Vec<u32>>()
+            },
+            |_, tokens| order.add(tokens),
+        );
+        order
+    }
+
+    fn counting() -> GramOrder {
         GramOrder {
-            rows: Some(rows),
-            texts: count,
+            rows: Some(vec![[0u16; 2]; 1 << ORDER_BITS].into_boxed_slice()),
+            texts: 0,
+        }
+    }
+
+    /// Counts one text's distinct grams (by token).
+    fn add(&mut self, tokens: impl IntoIterator<Item = u32>) {
+        let rows = self.rows.as_mut().expect("a counting order");
+        self.texts += 1;
+        for token in tokens {
+            let [a, b] = Self::slots(token);
+            rows[a][0] = rows[a][0].saturating_add(1);
+            rows[b][1] = rows[b][1].saturating_add(1);
         }
     }
 
@@ -395,9 +423,9 @@ impl<K> PendingIndex<K> {
     /// [`PendingIndex::find_below`] for every handle `d` below `n` in turn, each post among
     /// the ones before it (a self-join in an index that never had a removal), handing
     /// `each(d, hits)` the answers in handle order on the calling thread. The look-ups run
-    /// on every core (the index is only read); `fingerprint(d)` is computed where they run.
-    /// Each worker stays at most [`AHEAD`] answers ahead of `each`, so the answers waiting
-    /// in memory stay bounded however many near-duplicates there are.
+    /// on every core (the index is only read), `fingerprint(d)` computed where they run,
+    /// a bounded number ahead of `each` ([`crate::parallel::map_in_order`]), so the answers
+    /// waiting in memory stay bounded however many near-duplicates there are.
     pub fn find_each_below(
         &self,
         n: DocId,
@@ -407,38 +435,15 @@ impl<K> PendingIndex<K> {
     ) where
         K: Sync,
     {
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = workers.min(MAX_WORKERS) as DocId;
-        if workers < 2 || n < PARALLEL_FROM {
-            for d in 0..n {
-                each(d, self.find_below(&fingerprint(d), threshold, d));
-            }
-            return;
-        }
-        std::thread::scope(|scope| {
-            let fingerprint = &fingerprint;
-            let answers: Vec<_> = (0..workers)
-                .map(|w| {
-                    let (tx, rx) = std::sync::mpsc::sync_channel(AHEAD);
-                    scope.spawn(move || {
-                        for d in (w..n).step_by(workers as usize) {
-                            let hits = self.find_below(&fingerprint(d), threshold, d);
-                            if tx.send(hits).is_err() {
-                                return; // the caller stopped (it panicked)
-                            }
-                        }
-                    });
-                    rx
-                })
-                .collect();
-            for d in 0..n {
-                // A worker that panicked closed its channel; the scope re-raises the panic.
-                let Ok(hits) = answers[(d % workers) as usize].recv() else {
-                    return;
-                };
-                each(d, hits);
-            }
-        });
+        crate::parallel::map_in_order(
+            n as usize,
+            PARALLEL_FROM,
+            |d| {
+                let d = d as DocId;
+                self.find_below(&fingerprint(d), threshold, d)
+            },
+            |d, hits| each(d as DocId, hits),
+        );
     }
 
     /// [`PendingIndex::find`], also saying what it cost (the benchmark prints it).
@@ -652,11 +657,7 @@ impl<K> PendingIndex<K> {
 /// Posts below which [`PendingIndex::find_each_below`] stays on the calling thread (a
 /// thread costs more than a few hundred look-ups); 2 under test, so the property tests
 /// go through the threads.
-const PARALLEL_FROM: DocId = if cfg!(test) { 2 } else { 2048 };
-/// Threads [`PendingIndex::find_each_below`] uses at most.
-const MAX_WORKERS: usize = 8;
-/// Answers each of its workers computes ahead of the caller.
-const AHEAD: usize = 256;
+const PARALLEL_FROM: usize = if cfg!(test) { 2 } else { 2048 };
 
 /// Buffers a look-up reuses (one per thread): a text's grams in order are kilobytes, and
 /// allocating them for every look-up was a tenth of `plan`'s time.
@@ -1008,6 +1009,18 @@ mod tests {
                 }
                 w.join(" ")
             })
+    }
+
+    #[test]
+    fn an_order_made_on_every_core_counts_like_one_made_here() {
+        let texts: Vec<String> = (0..3000)
+            .map(|i| format!("post number {} about linen shirts {}", i % 97, i % 13))
+            .collect();
+        let fps: Vec<Fingerprint> = texts.iter().map(|t| fp(t)).collect();
+        let here = GramOrder::of(&fps);
+        let parallel = GramOrder::of_normalized(fps.len(), |i| fps[i].normalized());
+        assert_eq!(parallel.texts(), 3000);
+        assert_eq!(parallel.rows, here.rows);
     }
 
     proptest! {

@@ -346,10 +346,12 @@ impl Picture {
             problems: root.problems,
             ..Outcome::default()
         };
-        for (ci, name) in names.iter().enumerate() {
-            let present = root.channels.contains(name);
-            out.merge(self.revalidate(ctx, ci, present));
-        }
+        let channels: Vec<(usize, bool)> = names
+            .iter()
+            .enumerate()
+            .map(|(ci, name)| (ci, root.channels.contains(name)))
+            .collect();
+        out.merge(self.revalidate_all(ctx, &channels));
         if let Some(deferred) = self.deferred.take() {
             out.merge(self.index_deferred(ctx, deferred));
         } else if self.holds.order_is_stale() {
@@ -362,9 +364,9 @@ impl Picture {
     /// The first listing's posts into `Holds`: under a gram order made from them, all at
     /// once (see [`Holds::insert_all`]).
     fn index_deferred(&mut self, ctx: &Ctx<'_>, deferred: Vec<QueuedText>) -> Outcome {
-        let order = crate::cadence::pending_index::GramOrder::of(
-            deferred.iter().map(|d| Fingerprint::of_normalized(&d.text)),
-        );
+        let order = crate::cadence::pending_index::GramOrder::of_normalized(deferred.len(), |i| {
+            &deferred[i].text
+        });
         self.holds = Holds::with_order(self.views.clone(), std::sync::Arc::new(order));
         let (changes, failed) = self.holds.insert_all(deferred, &ctx.log(), ctx.now);
         let mut out = self.hold_changes(ctx, Ok(changes));
@@ -383,43 +385,90 @@ impl Picture {
     /// read and judged, missing ones removed. `present: false` when the folder is not
     /// there (or may not be read): its files are gone.
     pub fn revalidate(&mut self, ctx: &Ctx<'_>, ci: usize, present: bool) -> Outcome {
+        self.revalidate_all(ctx, &[(ci, present)])
+    }
+
+    /// [`Picture::revalidate`] for each of these channels, in order, with the files of all
+    /// of them read (and made comparable) on every core: a start-up's first listing reads
+    /// the whole queue at once.
+    fn revalidate_all(&mut self, ctx: &Ctx<'_>, channels: &[(usize, bool)]) -> Outcome {
         let mut out = Outcome::default();
-        let channel = &ctx.config.channels[ci].name;
-        let listing = if present {
-            queue::list_channel(&self.root, channel)
-        } else {
-            queue::Listing::default()
-        };
-        out.problems.extend(listing.problems);
-        out.orphan_notes.extend(listing.orphan_notes);
-        let mut seen: BTreeSet<String> = BTreeSet::new();
-        for listed in listing.entries {
-            let Some(id) = id_of(&self.root, &listed.path) else {
-                continue;
+        // Per channel (in `channels`' order): the files gone from its folder.
+        let mut gone_of: Vec<Vec<String>> = Vec::with_capacity(channels.len());
+        // The files to read, each with the position of its channel in `channels`.
+        let mut to_read: Vec<(usize, PathBuf, u64)> = Vec::new();
+        for (k, &(ci, present)) in channels.iter().enumerate() {
+            let channel = &ctx.config.channels[ci].name;
+            let listing = if present {
+                queue::list_channel(&self.root, channel)
+            } else {
+                queue::Listing::default()
             };
-            seen.insert(id.clone());
-            let unchanged = !listed.is_link
-                && self
-                    .files
-                    .get(id.as_str())
-                    .is_some_and(|e| e.stamp == listed.stamp);
-            if !unchanged {
-                out.merge(self.look_at(ctx, ci, &listed.path, Some(listed.stamp)));
-            } else if let Some(Own::Finished { failed }) =
-                self.files.get(id.as_str()).map(|e| &e.own)
-            {
-                // A move that failed before (say, `published` was a file): try again.
-                let state = if *failed { "failed" } else { "published" };
-                out.finished.push((id.clone(), state.to_string()));
+            out.problems.extend(listing.problems);
+            out.orphan_notes.extend(listing.orphan_notes);
+            let skipped = (ctx.skip)(channel);
+            let mut seen: BTreeSet<String> = BTreeSet::new();
+            for listed in listing.entries {
+                let Some(id) = id_of(&self.root, &listed.path) else {
+                    continue;
+                };
+                seen.insert(id.clone());
+                let unchanged = !listed.is_link
+                    && self
+                        .files
+                        .get(id.as_str())
+                        .is_some_and(|e| e.stamp == listed.stamp);
+                if !unchanged {
+                    if !skipped {
+                        to_read.push((k, listed.path, listed.stamp));
+                    }
+                } else if let Some(Own::Finished { failed }) =
+                    self.files.get(id.as_str()).map(|e| &e.own)
+                {
+                    // A move that failed before (say, `published` was a file): try again.
+                    let state = if *failed { "failed" } else { "published" };
+                    out.finished.push((id.clone(), state.to_string()));
+                }
             }
+            gone_of.push(
+                self.channel_files(ctx.config, ci)
+                    .map(|(id, _)| id.to_string())
+                    .filter(|id| !seen.contains(id))
+                    .collect(),
+            );
         }
-        let gone: Vec<String> = self
-            .channel_files(ctx.config, ci)
-            .map(|(id, _)| id.to_string())
-            .filter(|id| !seen.contains(id))
-            .collect();
-        for id in gone {
-            out.merge(self.remove(ctx, &id, true));
+        // Read on every core, judged here in listing order; each channel's gone files are
+        // removed after its files were judged, as a listing of that channel alone would.
+        let root = self.root.clone();
+        let config = ctx.config;
+        let mut done = 0;
+        crate::parallel::map_in_order(
+            to_read.len(),
+            READ_IN_PARALLEL_FROM,
+            |i| {
+                let (k, path, _) = &to_read[i];
+                let channel = &config.channels[channels[*k].0].name;
+                let file = queue::read_post(&root, channel, path);
+                if let Some(Ok(accepted)) = file.as_ref().map(|f| &f.content) {
+                    accepted.comparable();
+                }
+                file
+            },
+            |i, file| {
+                let (k, path, stamp) = &to_read[i];
+                for gone in &mut gone_of[done..*k] {
+                    for id in std::mem::take(gone) {
+                        out.merge(self.remove(ctx, &id, true));
+                    }
+                }
+                done = *k;
+                out.merge(self.look_at_read(ctx, channels[*k].0, path, Some(*stamp), file));
+            },
+        );
+        for gone in &mut gone_of[done..] {
+            for id in std::mem::take(gone) {
+                out.merge(self.remove(ctx, &id, true));
+            }
         }
         out
     }
@@ -569,8 +618,21 @@ impl Picture {
         if (ctx.skip)(&channel.name) {
             return Outcome::default();
         }
+        let file = queue::read_post(&self.root, &channel.name, path);
+        self.look_at_read(ctx, ci, path, stamp, file)
+    }
+
+    /// [`Picture::look_at`] once the file was read (`None`: not a post).
+    fn look_at_read(
+        &mut self,
+        ctx: &Ctx<'_>,
+        ci: usize,
+        path: &Path,
+        stamp: Option<u64>,
+        file: Option<QueuedFile>,
+    ) -> Outcome {
         self.reads += 1;
-        let Some(file) = queue::read_post(&self.root, &channel.name, path) else {
+        let Some(file) = file else {
             // Not a post (any more): a folder, an ignored name, gone.
             let id = id_of(&self.root, path).unwrap_or_default();
             return self.remove(ctx, &id, true);
@@ -798,6 +860,10 @@ fn static_status(s: &str) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// Files a listing must read before they are read on every core (starting threads costs
+/// more than reading a few dozen small files).
+const READ_IN_PARALLEL_FROM: usize = 64;
 
 #[cfg(test)]
 mod tests {

@@ -46,7 +46,6 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::cadence::policy;
-use crate::cadence::similarity::comparable;
 use crate::clock::Clock;
 use crate::config::{self, Channel, Config};
 use crate::platforms::adapter::{self, AnyAdapter, ConnectCtx};
@@ -1325,7 +1324,7 @@ impl Daemon {
         let Ok(accepted) = &fresh.content else {
             return true;
         };
-        let normalized = comparable(&accepted.post.body);
+        let normalized = accepted.comparable().to_string();
         // After an unsure outcome the platform may still recognise the key: reuse it (and
         // its age) so a duplicate is dropped; otherwise a new key per attempt.
         let reusable = self

@@ -50,6 +50,27 @@ pub struct QueuedFile {
 pub struct Accepted {
     pub post: Post,
     pub media: Vec<Media>,
+    /// The body as rules 5 and 6 compare it, made once (see [`Accepted::comparable`]).
+    comparable: std::sync::OnceLock<Box<str>>,
+}
+
+impl Accepted {
+    pub fn new(post: Post, media: Vec<Media>) -> Accepted {
+        Accepted {
+            post,
+            media,
+            comparable: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The body as rules 5 and 6 compare it ([`similarity::comparable`]), computed on first
+    /// use: a start-up reading many files computes it on the thread that read the file.
+    ///
+    /// [`similarity::comparable`]: crate::cadence::similarity::comparable
+    pub fn comparable(&self) -> &str {
+        self.comparable
+            .get_or_init(|| crate::cadence::similarity::comparable(&self.post.body).into())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

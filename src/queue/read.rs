@@ -304,7 +304,7 @@ fn accept(
             return Err(first.with_also(problems));
         }
     }
-    Ok(Accepted { post, media })
+    Ok(Accepted::new(post, media))
 }
 
 /// A [`PostError`] as a diagnostic on the file, at its line where it has one.

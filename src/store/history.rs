@@ -262,7 +262,7 @@ impl Store {
     ) -> Result<(Vec<NearPost>, NearStats)> {
         let mut stats = NearStats::default();
         let t = threshold;
-        if fingerprint.normalized().is_empty() || t.is_nan() || t > 1.0 {
+        if fingerprint.normalized().is_empty() || t.is_nan() || t > 1.0 || !self.has_attempts()? {
             return Ok((Vec::new(), stats));
         }
         // Candidate attempts with a lower bound of their gram count.
@@ -412,6 +412,15 @@ impl Store {
             f(row.map_err(|e| self.err(e))?);
         }
         Ok(())
+    }
+
+    /// Whether the log holds any attempt: a first start with a large queue checks each
+    /// post against an empty log, and one look-up answers for all of them.
+    fn has_attempts(&self) -> Result<bool> {
+        self.conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM attempts)")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(|e| self.err(e))
     }
 
     fn all_indexed(&self) -> Result<Vec<i64>> {

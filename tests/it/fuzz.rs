@@ -404,10 +404,7 @@ fn exercise_config(text: &str, posts: &[Vec<u8>], from: Timestamp) {
                 channel: ch.name.clone(),
                 modified: Timestamp::UNIX_EPOCH,
                 hash: format!("{i:064}"),
-                content: Ok(Accepted {
-                    post,
-                    media: Vec::new(),
-                }),
+                content: Ok(Accepted::new(post, Vec::new())),
             });
         }
     }

@@ -1,0 +1,110 @@
+//! Work spread over the cores, its answers taken in order on the calling thread.
+//!
+//! A start-up with a large queue reads, parses and compares every queued post. The reading
+//! and comparing need nothing but the files and read-only data, while what follows (the
+//! log, the picture, the holds) belongs to the calling thread and must see the posts in
+//! order. [`map_in_order`] runs the first part on worker threads and hands each answer back
+//! in order; each worker stays a bounded number of answers ahead, so memory does not grow
+//! with the input however slow the caller is.
+
+use std::sync::mpsc::sync_channel;
+
+/// Answers each worker computes ahead of the caller.
+const AHEAD: usize = 256;
+/// Workers at most (a start-up has more to do than cores on small machines only).
+const MAX_WORKERS: usize = 8;
+
+/// Calls `each(i, work(i))` for every `i` below `n`, in order, on the calling thread.
+/// `work` runs on worker threads (one per core, up to 8) when there are at least `from`
+/// items and more than one core; otherwise everything runs here. A panic in `work` or
+/// `each` is raised again here once the workers stopped.
+pub fn map_in_order<T: Send>(
+    n: usize,
+    from: usize,
+    work: impl Fn(usize) -> T + Sync,
+    mut each: impl FnMut(usize, T),
+) {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_WORKERS);
+    if workers < 2 || n < from.max(2) {
+        for i in 0..n {
+            each(i, work(i));
+        }
+        return;
+    }
+    std::thread::scope(|scope| {
+        let work = &work;
+        let answers: Vec<_> = (0..workers)
+            .map(|w| {
+                let (tx, rx) = sync_channel(AHEAD);
+                scope.spawn(move || {
+                    for i in (w..n).step_by(workers) {
+                        if tx.send(work(i)).is_err() {
+                            return; // the caller stopped (it panicked)
+                        }
+                    }
+                });
+                rx
+            })
+            .collect();
+        for i in 0..n {
+            // A worker that panicked closed its channel: the scope raises its panic.
+            let Ok(answer) = answers[i % workers].recv() else {
+                return;
+            };
+            each(i, answer);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_come_in_order_whatever_the_workers_speed() {
+        for n in [0, 1, 2, 3, 1000] {
+            let mut seen = Vec::new();
+            map_in_order(
+                n,
+                0,
+                |i| {
+                    // Uneven work, so the workers finish out of order.
+                    if i % 7 == 0 {
+                        std::thread::yield_now();
+                    }
+                    i * i
+                },
+                |i, sq| seen.push((i, sq)),
+            );
+            assert_eq!(seen, (0..n).map(|i| (i, i * i)).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn a_panic_in_the_work_reaches_the_caller() {
+        let caught = std::panic::catch_unwind(|| {
+            map_in_order(
+                5000,
+                0,
+                |i| {
+                    assert_ne!(i, 4321, "work failed");
+                    i
+                },
+                |_, _| {},
+            );
+        });
+        assert!(caught.is_err());
+    }
+
+    #[test]
+    fn a_panic_in_the_caller_stops_the_workers() {
+        // The workers are blocked on a full channel when the caller panics: the scope
+        // must still end (they see the channel closed), not hang.
+        let caught = std::panic::catch_unwind(|| {
+            map_in_order(100_000, 0, |i| i, |i, _| assert_ne!(i, 10, "caller failed"));
+        });
+        assert!(caught.is_err());
+    }
+}
