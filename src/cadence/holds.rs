@@ -451,26 +451,10 @@ impl Holds {
             }
             return (dedup(changes), failed);
         }
-        let mut judged = Vec::with_capacity(queued.len());
-        let rules = &self.rules;
-        self.index.insert_many(queued.into_iter().filter_map(|q| {
-            let fingerprint = Fingerprint::of_normalized(&q.text);
-            match rules.best_past(q.channel, &fingerprint, past, now) {
-                Ok(hold) => {
-                    let slot = judged.len() as u32;
-                    judged.push((q, hold));
-                    Some((slot, fingerprint))
-                }
-                Err(e) => {
-                    failed.push((q, e));
-                    None
-                }
-            }
-        }));
-        // The texts for the look-ups (on every core), the rest for the judging (here).
-        let (texts, mut rest): (Vec<Box<str>>, Vec<_>) = judged
+        // The texts for the work on every core, the rest for the judging here.
+        let (texts, mut metas): (Vec<Box<str>>, Vec<_>) = queued
             .into_iter()
-            .map(|(q, past_hold)| {
+            .map(|q| {
                 let QueuedText {
                     id,
                     channel,
@@ -478,17 +462,54 @@ impl Holds {
                     first_seen,
                     modified,
                 } = q;
-                (text, Some((id, channel, first_seen, modified, past_hold)))
+                (text, Some((id, channel, first_seen, modified)))
             })
             .unzip();
-        let n = u32::try_from(texts.len()).expect("fewer than 2^32 queued posts");
-        let mut changes = Vec::with_capacity(texts.len());
+        // Each post's grams and index prefix on every core; its check against the log here
+        // (the log is this thread's). A post the log could not be read for is left out.
+        let preparer = self.index.preparer();
+        let mut prepared = Vec::with_capacity(texts.len());
+        let mut kept: Vec<usize> = Vec::with_capacity(texts.len());
+        let mut rest = Vec::with_capacity(texts.len());
+        let rules = &self.rules;
+        crate::parallel::map_in_order(
+            texts.len(),
+            PREPARE_IN_PARALLEL_FROM,
+            |i| {
+                let fingerprint = Fingerprint::of_normalized(&texts[i]);
+                let p = preparer.prepare(&fingerprint);
+                (fingerprint, p)
+            },
+            |i, (fingerprint, p)| {
+                let (id, channel, first_seen, modified) = metas[i].take().expect("taken once");
+                match rules.best_past(channel, &fingerprint, past, now) {
+                    Ok(hold) => {
+                        prepared.push((kept.len() as u32, p));
+                        kept.push(i);
+                        rest.push(Some((id, channel, first_seen, modified, hold)));
+                    }
+                    Err(e) => {
+                        let q = QueuedText {
+                            id,
+                            channel,
+                            text: texts[i].clone(),
+                            first_seen,
+                            modified,
+                        };
+                        failed.push((q, e));
+                    }
+                }
+            },
+        );
+        self.index.insert_many_prepared(prepared);
+        let n = u32::try_from(kept.len()).expect("fewer than 2^32 queued posts");
+        let mut changes = Vec::with_capacity(kept.len());
         let (rules, slots, by_id) = (&self.rules, &mut self.slots, &mut self.by_id);
         let index = &self.index;
         index.find_each_below(
             n,
             rules.min_threshold,
-            |d| Fingerprint::of_normalized(&texts[d as usize]),
+            |d| Fingerprint::of_normalized(&texts[kept[d as usize]]),
             |s, found| {
                 let (id, channel, first_seen, modified, past_hold) =
                     rest[s as usize].take().expect("each post judged once");
@@ -708,6 +729,9 @@ impl Holds {
         }
     }
 }
+
+/// Posts [`Holds::insert_all`] must add before their grams are computed on every core.
+const PREPARE_IN_PARALLEL_FROM: usize = if cfg!(test) { 2 } else { 256 };
 
 /// Slot `s`, which must be live.
 fn live(slots: &[Option<Slot>], s: u32) -> &Slot {
@@ -947,6 +971,74 @@ mod tests {
             Some("x/a.md")
         );
         assert_eq!(holds.hold("x/a.md"), None);
+    }
+
+    /// The log fails for the posts whose text says "unreadable".
+    struct FailingFor(PastPosts);
+
+    impl Past for FailingFor {
+        fn near(
+            &self,
+            fingerprint: &Fingerprint,
+            threshold: f64,
+            since: Timestamp,
+        ) -> Result<Vec<PastHit>, String> {
+            if fingerprint.normalized().contains("unreadable") {
+                return Err("disk I/O error".into());
+            }
+            self.0.near(fingerprint, threshold, since)
+        }
+    }
+
+    #[test]
+    fn insert_all_leaves_out_the_posts_the_log_failed_for_and_judges_the_rest() {
+        let channels = vec![channel("x", "x"), channel("m", "mastodon")];
+        let now = t("2026-11-22T00:00:00Z");
+        let other = "Autumn boots are back in brown and black leather, every size";
+        // Enough posts to go through the threads; every third one cannot be checked, so
+        // the index's handles and the list's positions part ways.
+        let cands: Vec<Candidate> = (0..40)
+            .map(|i| {
+                let text = match i % 3 {
+                    0 => format!("{SALE} unreadable {i}"),
+                    1 => SALE.to_string(),
+                    _ => other.to_string(),
+                };
+                let at = format!("2026-11-20T{:02}:{:02}:00Z", i / 60, i % 60);
+                cand(
+                    &format!("{}/{i:02}.md", ["x", "m"][i % 2]),
+                    i % 2,
+                    &text,
+                    &at,
+                )
+            })
+            .collect();
+        let mut holds = Holds::new(channels.clone());
+        let queued = cands.iter().map(QueuedText::of).collect();
+        let (changes, failed) = holds.insert_all(queued, &FailingFor(PastPosts::new(vec![])), now);
+        let failed: Vec<&str> = failed.iter().map(|(q, _)| &*q.id).collect();
+        let unreadable: Vec<&Candidate> = cands.iter().step_by(3).collect();
+        assert_eq!(
+            failed,
+            unreadable.iter().map(|c| c.id.as_str()).collect::<Vec<_>>()
+        );
+        let rest: Vec<Candidate> = cands
+            .iter()
+            .filter(|c| !c.fingerprint.normalized().contains("unreadable"))
+            .cloned()
+            .collect();
+        let expected = oracle::from_scratch(&channels, &rest, &[], now);
+        assert_eq!(changes.len(), rest.len());
+        for c in &rest {
+            assert_eq!(holds.hold(&c.id), expected.get(&c.id), "{}", c.id);
+        }
+        assert!(
+            expected.len() > 10,
+            "the rest hold each other: {expected:?}"
+        );
+        for c in unreadable {
+            assert!(!holds.contains(&c.id), "{}", c.id);
+        }
     }
 
     #[test]

@@ -299,16 +299,44 @@ impl<K> PendingIndex<K> {
         &mut self,
         posts: impl IntoIterator<Item = (K, F)>,
     ) -> Vec<DocId> {
+        let preparer = self.preparer();
+        let posts: Vec<(K, Prepared)> = posts
+            .into_iter()
+            .map(|(key, fp)| (key, preparer.prepare(fp.borrow())))
+            .collect();
+        self.insert_many_prepared(posts)
+    }
+
+    /// [`PendingIndex::insert_many`] of posts prepared already (on other threads: see
+    /// [`Preparer`]) by this index's [`PendingIndex::preparer`].
+    pub fn insert_many_prepared(
+        &mut self,
+        posts: impl IntoIterator<Item = (K, Prepared)>,
+    ) -> Vec<DocId> {
         let mut added = Vec::new();
         let mut ids = Vec::new();
-        for (key, fingerprint) in posts {
-            let fingerprint = fingerprint.borrow();
-            let id = self.add_doc(key, fingerprint);
+        for (key, mut prepared) in posts {
+            let size = saturated(prepared.size as usize);
+            let prefix = std::mem::take(&mut prepared.prefix);
+            let id = self.add_prepared(key, prepared);
             ids.push(id);
-            added.extend(self.postings_of(id, fingerprint));
+            added.extend(prefix.into_iter().enumerate().map(|(pos, token)| Posting {
+                token,
+                doc: id,
+                pos: saturated(pos),
+                size,
+            }));
         }
         self.postings.absorb(added);
         ids
+    }
+
+    /// What indexing a post takes apart from the index itself, for any thread.
+    pub fn preparer(&self) -> Preparer {
+        Preparer {
+            order: Arc::clone(&self.order),
+            threshold: self.threshold,
+        }
     }
 
     /// A post's postings: one per gram of its index prefix.
@@ -331,12 +359,29 @@ impl<K> PendingIndex<K> {
 
     /// A post into `docs`, `sizes` and (if short) `short`; not its postings.
     fn add_doc(&mut self, key: K, fingerprint: &Fingerprint) -> DocId {
-        let doc = Doc {
+        self.add_prepared(
             key,
-            text: fingerprint.normalized().into(),
-            buckets: buckets(fingerprint),
-        };
-        let size = u32::try_from(fingerprint.gram_count()).expect("fewer than 2^32 grams");
+            Prepared {
+                text: fingerprint.normalized().into(),
+                size: u32::try_from(fingerprint.gram_count()).expect("fewer than 2^32 grams"),
+                buckets: buckets(fingerprint),
+                short: fingerprint.is_short(),
+                prefix: Vec::new(),
+            },
+        )
+    }
+
+    /// [`PendingIndex::add_doc`] of a prepared post (its prefix left aside).
+    fn add_prepared(&mut self, key: K, prepared: Prepared) -> DocId {
+        let Prepared {
+            text,
+            size,
+            buckets,
+            short,
+            prefix: _,
+        } = prepared;
+        let short_text = short.then(|| text.clone());
+        let doc = Doc { key, text, buckets };
         let id = match self.free.pop() {
             Some(id) => {
                 self.docs[id as usize] = Some(doc);
@@ -349,11 +394,8 @@ impl<K> PendingIndex<K> {
                 DocId::try_from(self.docs.len() - 1).expect("fewer than 2^32 pending posts")
             }
         };
-        if fingerprint.is_short() {
-            self.short
-                .entry(fingerprint.normalized().into())
-                .or_default()
-                .push(id);
+        if let Some(text) = short_text {
+            self.short.entry(text).or_default().push(id);
         }
         self.len += 1;
         id
@@ -615,23 +657,10 @@ impl<K> PendingIndex<K> {
     /// or above can need (its partner has at least `t·n` grams, so the pair needs at least
     /// `t·n` shared ones); the one more gram covers the rounding of the bounds.
     fn index_prefix(&self, fingerprint: &Fingerprint) -> Vec<u32> {
-        let n = fingerprint.gram_count();
-        let t = self.threshold.clamp(0.0, 1.0);
-        let keep = (n + SHARED_IN_PREFIX + 1).saturating_sub(at_least(t * n as f64).min(n));
-        self.ordered_prefix(fingerprint, keep.min(n))
+        index_prefix(&self.order, self.threshold, fingerprint)
     }
 
-    /// The tokens of a text's first `keep` grams in the index's order, in that order.
-    fn ordered_prefix(&self, fingerprint: &Fingerprint, keep: usize) -> Vec<u32> {
-        let mut out = Vec::new();
-        SCRATCH.with(|s| {
-            let ordered = &mut s.borrow_mut().ordered;
-            self.ordered_prefix_into(fingerprint, keep, ordered, &mut out);
-        });
-        out
-    }
-
-    /// [`PendingIndex::ordered_prefix`] into `out`, with `ordered` as working space.
+    /// [`ordered_prefix_into`] under the index's order.
     fn ordered_prefix_into(
         &self,
         fingerprint: &Fingerprint,
@@ -639,18 +668,78 @@ impl<K> PendingIndex<K> {
         ordered: &mut Vec<(u16, u32, u128)>,
         out: &mut Vec<u32>,
     ) {
-        ordered.clear();
-        ordered.extend(fingerprint.grams().iter().map(|&g| {
-            let token = gram_token(g);
-            (self.order.count(token), token, g)
-        }));
-        if keep < ordered.len() {
-            ordered.select_nth_unstable(keep);
-            ordered.truncate(keep);
+        ordered_prefix_into(&self.order, fingerprint, keep, ordered, out);
+    }
+}
+
+/// The tokens of the grams a post is indexed by under `order` at `threshold` (see
+/// [`PendingIndex::index_prefix`]).
+fn index_prefix(order: &GramOrder, threshold: f64, fingerprint: &Fingerprint) -> Vec<u32> {
+    let n = fingerprint.gram_count();
+    let t = threshold.clamp(0.0, 1.0);
+    let keep = (n + SHARED_IN_PREFIX + 1).saturating_sub(at_least(t * n as f64).min(n));
+    let mut out = Vec::new();
+    SCRATCH.with(|s| {
+        let ordered = &mut s.borrow_mut().ordered;
+        ordered_prefix_into(order, fingerprint, keep.min(n), ordered, &mut out);
+    });
+    out
+}
+
+/// The tokens of a text's first `keep` grams in `order`, in that order, into `out`, with
+/// `ordered` as working space.
+fn ordered_prefix_into(
+    order: &GramOrder,
+    fingerprint: &Fingerprint,
+    keep: usize,
+    ordered: &mut Vec<(u16, u32, u128)>,
+    out: &mut Vec<u32>,
+) {
+    ordered.clear();
+    ordered.extend(fingerprint.grams().iter().map(|&g| {
+        let token = gram_token(g);
+        (order.count(token), token, g)
+    }));
+    if keep < ordered.len() {
+        ordered.select_nth_unstable(keep);
+        ordered.truncate(keep);
+    }
+    ordered.sort_unstable();
+    out.clear();
+    out.extend(ordered.iter().map(|p| p.1));
+}
+
+/// What [`PendingIndex::insert_many_prepared`] needs of a post besides the index: its text,
+/// gram count, bucket counts and index prefix. Made by a [`Preparer`].
+pub struct Prepared {
+    text: Box<str>,
+    size: u32,
+    buckets: Buckets,
+    short: bool,
+    /// Empty for a short text (it has no grams).
+    prefix: Vec<u32>,
+}
+
+/// Prepares posts for an index (its order and threshold), on any thread.
+#[derive(Clone)]
+pub struct Preparer {
+    order: Arc<GramOrder>,
+    threshold: f64,
+}
+
+impl Preparer {
+    pub fn prepare(&self, fingerprint: &Fingerprint) -> Prepared {
+        Prepared {
+            text: fingerprint.normalized().into(),
+            size: u32::try_from(fingerprint.gram_count()).expect("fewer than 2^32 grams"),
+            buckets: buckets(fingerprint),
+            short: fingerprint.is_short(),
+            prefix: if fingerprint.is_short() {
+                Vec::new()
+            } else {
+                index_prefix(&self.order, self.threshold, fingerprint)
+            },
         }
-        ordered.sort_unstable();
-        out.clear();
-        out.extend(ordered.iter().map(|p| p.1));
     }
 }
 
