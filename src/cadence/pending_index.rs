@@ -551,6 +551,7 @@ impl<K> PendingIndex<K> {
             table,
             ranges,
             met,
+            j_limits,
         } = &mut scratch;
         self.ordered_prefix_into(fingerprint, probe, ordered, prefix);
         // Per partner size, once per query (for a size range a table can hold): the probe
@@ -579,22 +580,54 @@ impl<K> PendingIndex<K> {
         ranges.clear();
         ranges.extend(prefix.iter().map(|&t| self.postings.starts(t)));
         met.clear();
-        for (i, (&token, starts)) in prefix.iter().zip(ranges.drain(..)).enumerate() {
-            self.postings.each_from(token, starts, below, |p| {
-                cost.postings += 1;
-                let b = match p.size {
-                    u16::MAX => self.sizes[p.doc as usize] as usize,
-                    size => usize::from(size),
-                };
-                if b < size_lo || b > size_hi {
-                    return;
+        if !table.is_empty() && size_hi < usize::from(u16::MAX) {
+            // The same tests with less work per posting (most of a look-up's time): probe
+            // position `i` can pass up to a largest partner size (`a − α + e` falls as the
+            // size grows), so one bound per token and a table of `b − α + e` by size remain.
+            j_limits.clear();
+            j_limits.extend(table.iter().map(|l| saturated(l.1)));
+            let mut passing = table.len();
+            for (i, (&token, starts)) in prefix.iter().zip(ranges.drain(..)).enumerate() {
+                while passing > 0 && i >= table[passing - 1].0 {
+                    passing -= 1;
                 }
-                let (i_limit, j_limit, _, _) = limits_of(b);
-                // A saturated position stands for "that far or further": not tested.
-                if i < i_limit && (p.pos == u16::MAX || usize::from(p.pos) < j_limit) {
-                    met.push(p.doc);
+                if passing == 0 {
+                    break; // no size passes for this position, nor for the later ones
                 }
-            });
+                let j_limits = &j_limits[..passing];
+                let mut read = 0;
+                self.postings.each_from(token, starts, below, |p| {
+                    read += 1;
+                    // A saturated size is above `size_hi`: out of the table.
+                    let k = usize::from(p.size).wrapping_sub(size_lo);
+                    // A saturated position stands for "that far or further": not tested.
+                    if j_limits
+                        .get(k)
+                        .is_some_and(|&j| p.pos < j || p.pos == u16::MAX)
+                    {
+                        met.push(p.doc);
+                    }
+                });
+                cost.postings += read;
+            }
+        } else {
+            for (i, (&token, starts)) in prefix.iter().zip(ranges.drain(..)).enumerate() {
+                self.postings.each_from(token, starts, below, |p| {
+                    cost.postings += 1;
+                    let b = match p.size {
+                        u16::MAX => self.sizes[p.doc as usize] as usize,
+                        size => usize::from(size),
+                    };
+                    if b < size_lo || b > size_hi {
+                        return;
+                    }
+                    let (i_limit, j_limit, _, _) = limits_of(b);
+                    // A saturated position stands for "that far or further": not tested.
+                    if i < i_limit && (p.pos == u16::MAX || usize::from(p.pos) < j_limit) {
+                        met.push(p.doc);
+                    }
+                });
+            }
         }
         cost.passed += met.len();
         met.sort_unstable();
@@ -758,6 +791,8 @@ struct Scratch {
     table: Vec<(usize, usize, usize, usize)>,
     ranges: Vec<[usize; 3]>,
     met: Vec<DocId>,
+    /// By partner size: the post positions that can pass, for the common case.
+    j_limits: Vec<u16>,
 }
 
 thread_local! {
@@ -1017,6 +1052,31 @@ mod tests {
             .collect();
         hits.sort_by_key(|h| h.0);
         hits
+    }
+
+    #[test]
+    fn posts_of_more_than_65535_grams_are_found_with_saturated_sizes_and_positions() {
+        // Sizes and positions saturate in a posting (u16): the look-up must still find a
+        // near-duplicate of such a post, and a short post among them.
+        // Chinese characters at random: (almost) every 4-gram distinct.
+        let han = |i: u64| {
+            let r = (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % 20_000;
+            char::from_u32(0x4E00 + r as u32).unwrap()
+        };
+        let long: String = (0..100_000).map(han).collect();
+        let edited: String = (0..100_000)
+            .map(|i| if i == 777 { 'x' } else { han(i) })
+            .collect();
+        let (a, b, short) = (fp(&long), fp(&edited), fp("linen shirts for the summer"));
+        assert!(a.gram_count() > usize::from(u16::MAX));
+        for t in [0.8, 0.95] {
+            let mut index = PendingIndex::new(t);
+            let ids = index.insert_many([(0, &a), (1, &short)]);
+            let hits = index.find(&b, t);
+            assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), vec![ids[0]]);
+            assert!(hits[0].1 >= t && hits[0].1 < 1.0);
+            assert_eq!(index.find(&short, t), vec![(ids[1], 1.0)]);
+        }
     }
 
     #[test]
