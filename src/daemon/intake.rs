@@ -92,6 +92,11 @@ pub(super) struct Entry {
     pub own: Own,
     /// How the log has this version: `accepted`, `held`, or not at all.
     pub logged: Option<&'static str>,
+    /// Whether a `.held` note lies beside it: known from a listing of its folder or from
+    /// writing or removing the note; `None` when not known (a file the watcher reported),
+    /// so clearing the note is tried. A first listing of 100,000 files would otherwise
+    /// try to remove 100,000 notes that are not there.
+    held_note: Option<bool>,
 }
 
 /// A verdict to log (if it differs from what the log has) and to show in the note.
@@ -396,7 +401,7 @@ impl Picture {
         // Per channel (in `channels`' order): the files gone from its folder.
         let mut gone_of: Vec<Vec<String>> = Vec::with_capacity(channels.len());
         // The files to read, each with the position of its channel in `channels`.
-        let mut to_read: Vec<(usize, PathBuf, u64)> = Vec::new();
+        let mut to_read: Vec<(usize, PathBuf, u64, bool)> = Vec::new();
         for (k, &(ci, present)) in channels.iter().enumerate() {
             let channel = &ctx.config.channels[ci].name;
             let listing = if present {
@@ -420,10 +425,12 @@ impl Picture {
                         .is_some_and(|e| e.stamp == listed.stamp);
                 if !unchanged {
                     if !skipped {
-                        to_read.push((k, listed.path, listed.stamp));
+                        to_read.push((k, listed.path, listed.stamp, listed.has_note));
                     }
-                } else if let Some(Own::Finished { failed }) =
-                    self.files.get(id.as_str()).map(|e| &e.own)
+                    continue;
+                }
+                self.set_held_note(&id, listed.has_note);
+                if let Some(Own::Finished { failed }) = self.files.get(id.as_str()).map(|e| &e.own)
                 {
                     // A move that failed before (say, `published` was a file): try again.
                     let state = if *failed { "failed" } else { "published" };
@@ -446,7 +453,7 @@ impl Picture {
             to_read.len(),
             READ_IN_PARALLEL_FROM,
             |i| {
-                let (k, path, _) = &to_read[i];
+                let (k, path, _, _) = &to_read[i];
                 let channel = &config.channels[channels[*k].0].name;
                 let file = queue::read_post(&root, channel, path);
                 if let Some(Ok(accepted)) = file.as_ref().map(|f| &f.content) {
@@ -455,7 +462,7 @@ impl Picture {
                 file
             },
             |i, file| {
-                let (k, path, stamp) = &to_read[i];
+                let (k, path, stamp, has_note) = &to_read[i];
                 for gone in &mut gone_of[done..*k] {
                     for id in std::mem::take(gone) {
                         out.merge(self.remove(ctx, &id, true));
@@ -463,6 +470,9 @@ impl Picture {
                 }
                 done = *k;
                 out.merge(self.look_at_read(ctx, channels[*k].0, path, Some(*stamp), file));
+                if let Some(id) = id_of(&self.root, path) {
+                    self.set_held_note(&id, *has_note);
+                }
             },
         );
         for gone in &mut gone_of[done..] {
@@ -746,6 +756,7 @@ impl Picture {
         own: Own,
         logged: Option<&'static str>,
     ) {
+        let held_note = self.files.get(id).and_then(|e| e.held_note);
         self.files.insert(
             id.into(),
             Entry {
@@ -754,8 +765,23 @@ impl Picture {
                 version,
                 own,
                 logged,
+                held_note,
             },
         );
+    }
+
+    /// Whether `id` may have a `.held` note beside it (see [`Entry`]).
+    pub fn may_have_held_note(&self, id: &str) -> bool {
+        self.files
+            .get(id)
+            .is_none_or(|e| e.held_note != Some(false))
+    }
+
+    /// `id`'s `.held` note was written (`true`) or removed (`false`).
+    pub fn set_held_note(&mut self, id: &str, present: bool) {
+        if let Some(e) = self.files.get_mut(id) {
+            e.held_note = Some(present);
+        }
     }
 
     /// Takes a file out of the picture; if it left the queue (`withdrawn_if_pending`) and

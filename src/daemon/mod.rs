@@ -820,31 +820,40 @@ impl Daemon {
             if last.get(change.id.as_str()) != Some(&i) {
                 continue;
             }
-            let Some(entry) = self.picture.entry(&change.id) else {
+            let Some((logged, ci, version)) = self
+                .picture
+                .entry(&change.id)
+                .map(|e| (e.logged, e.channel, e.version))
+            else {
                 continue;
             };
             let path = self.picture.path_of(&change.id);
             let status = change.verdict.status();
             let diag = change.verdict.diagnostic();
             match diag {
-                Some(d) => {
-                    if let Err(e) = files::write_note(&path, "held", &files::note_text(d)) {
+                Some(d) => match files::write_note(&path, "held", &files::note_text(d)) {
+                    Ok(()) => self.picture.set_held_note(&change.id, true),
+                    Err(e) => {
                         tracing::warn!(file = %change.id, "could not write the .held note: {e}");
                     }
-                }
+                },
                 None => {
-                    let _ = files::clear_held_note(&path);
+                    if self.picture.may_have_held_note(&change.id)
+                        && files::clear_held_note(&path).is_ok()
+                    {
+                        self.picture.set_held_note(&change.id, false);
+                    }
                 }
             }
-            if entry.logged == Some(status) {
+            if logged == Some(status) {
                 continue;
             }
-            let channel = &self.config.channels[entry.channel];
+            let channel = &self.config.channels[ci];
             rows.push(Row {
                 channel: channel.name.clone(),
                 platform: channel.platform,
                 file: change.id.clone(),
-                hash: Some(entry.version.hex()),
+                hash: Some(version.hex()),
                 status,
                 detail: diag
                     .map(|d| match &d.help {

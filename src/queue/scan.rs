@@ -143,6 +143,8 @@ pub struct ListedFile {
     pub stamp: u64,
     /// A symlink: its target may change without its stamp changing, so it is always read.
     pub is_link: bool,
+    /// Its `.held` note was listed too.
+    pub has_note: bool,
 }
 
 /// What a directory entry looks like: inode, size, and modification and change times to
@@ -225,16 +227,27 @@ pub fn list_channel(queue_root: &Path, channel: &str) -> Listing {
         listing.entries.push(ListedFile {
             stamp: stamp(&meta),
             is_link: meta.file_type().is_symlink(),
+            has_note: false,
             path,
         });
     }
     // A note whose post is gone (deleted, renamed away) says nothing any more.
+    let mut noted = HashSet::new();
     for note in notes {
         let post = note
             .file_name()
-            .map(|n| &n.as_bytes()[..n.len() - ".held".len()]);
-        if post.is_some_and(|p| !names.contains(OsStr::from_bytes(p))) {
-            listing.orphan_notes.push(note);
+            .map(|n| OsStr::from_bytes(&n.as_bytes()[..n.len() - ".held".len()]));
+        match post {
+            Some(p) if names.contains(p) => {
+                noted.insert(p.to_os_string());
+            }
+            Some(_) => listing.orphan_notes.push(note),
+            None => {}
+        }
+    }
+    if !noted.is_empty() {
+        for entry in &mut listing.entries {
+            entry.has_note = entry.path.file_name().is_some_and(|n| noted.contains(n));
         }
     }
     listing

@@ -663,6 +663,50 @@ async fn a_deleted_held_file_takes_its_note_with_it_even_across_restarts() {
     assert_eq!(held_notes(&p), ["news/kept.md.held"]);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_note_beside_a_post_that_is_not_held_goes_whoever_left_it() {
+    // The daemon removes a `.held` note only where one may be: where the listing of the
+    // folder showed one, where it wrote one, or beside a file the watcher reported. Each
+    // of those notes must still go once its post is fine.
+    let p = Project::new(OUTBOX);
+    // Left by an earlier run, its post fixed while the daemon was stopped.
+    p.post("news/fixed.md", "Fixed while the daemon was stopped.\n");
+    std::fs::write(p.root().join("queue/news/fixed.md.held"), "held: …\n").unwrap();
+    let clock = TestClock::at("2026-11-23T08:30:00Z");
+    let d = start(&p, &clock);
+    pass(1).await;
+    assert_eq!(
+        held_notes(&p),
+        Vec::<String>::new(),
+        "the listing saw the note"
+    );
+
+    // Written by this run, then its post fixed.
+    let bad = p.post("news/bad.md", "+++\nprority = 1\n+++\nA typo.\n");
+    pass(20).await;
+    assert_eq!(held_notes(&p), ["news/bad.md.held"]);
+    std::fs::write(&bad, "+++\npriority = 1\n+++\nA typo, fixed.\n").unwrap();
+    pass(20).await;
+    assert_eq!(
+        held_notes(&p),
+        Vec::<String>::new(),
+        "the daemon wrote the note"
+    );
+
+    // Brought in with its post, which the watcher reports.
+    std::fs::write(p.root().join("queue/news/moved.md.held"), "held: …\n").unwrap();
+    let staged = p.root().join("moved.md");
+    std::fs::write(&staged, "Moved in with an old note.\n").unwrap();
+    std::fs::rename(&staged, p.root().join("queue/news/moved.md")).unwrap();
+    pass(20).await;
+    assert_eq!(
+        held_notes(&p),
+        Vec::<String>::new(),
+        "the watcher reported the post"
+    );
+    d.stop().await.unwrap();
+}
+
 /// Makes every write of `sql_event` on `table` fail, from another connection, the way a
 /// full disk or a read-only file fails the daemon's own writes: a real SQLite error in the
 /// real database. `heal` takes it away again.
