@@ -719,6 +719,7 @@ impl Daemon {
     /// The whole queue, listed again; only changed files are read.
     fn rescan(&mut self) {
         self.update(|p, ctx| p.rescan(ctx));
+        release_freed_memory();
     }
 
     /// One channel folder, listed again.
@@ -1652,4 +1653,16 @@ pub fn idempotency_key(file: &str, hash: &str, attempt: i64) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(format!("{file}\n{hash}\n{attempt}").as_bytes());
     format!("cadenced-{}", &hex::encode(digest)[..32])
+}
+
+/// Gives the memory a full scan freed back to the system. A scan of a large queue reads,
+/// compares and indexes every file, partly on worker threads (each with its own malloc
+/// arena); glibc keeps what was freed for later use, so an idle daemon stayed at the
+/// scan's high-water mark instead of what it holds.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas; it takes no pointer of ours.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
