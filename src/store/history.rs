@@ -190,6 +190,43 @@ impl Store {
         Ok(n)
     }
 
+    /// Merges the index's segments into one when the index has grown by a tenth (and at
+    /// least 100 posts) since it was last merged; returns whether it did. A look-up reads
+    /// each token's list in every segment, and SQLite's own merging leaves a dozen or so:
+    /// a near-duplicate check against 100,000 posts took 2.8 ms against 1.6 ms on one
+    /// segment (`neardup` bench). The merge rewrites the index (about 1.3 s for 100,000
+    /// posts), so the daemon runs it once at start-up, after `READY=1`, and only when it
+    /// grew enough for it to pay.
+    pub fn tidy_history_index(&self) -> Result<bool> {
+        let indexed = self.indexed_up_to()?;
+        let merged: i64 = self
+            .conn
+            .query_row(
+                "SELECT value FROM history_meta WHERE key = 'merged'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .unwrap_or(0);
+        if indexed - merged < (merged / 10).max(100) {
+            return Ok(false);
+        }
+        self.conn
+            .execute_batch(&format!(
+                "BEGIN;
+                 INSERT INTO history_grams (history_grams) VALUES ('optimize');
+                 INSERT INTO history_meta (key, value) VALUES ('merged', {indexed})
+                   ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+                 COMMIT;"
+            ))
+            .map_err(|e| {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.err(e)
+            })?;
+        Ok(true)
+    }
+
     /// Counts a committed document's tokens in the sketch (if it was built already).
     pub(super) fn count_tokens(&self, tokens: &[u32]) {
         if let Some(sketch) = self.sketch.borrow_mut().as_mut() {
@@ -540,6 +577,66 @@ mod tests {
                 .near_posts(&Fingerprint::of_text(""), 0.8, since, &[])
                 .unwrap()
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn merging_the_index_changes_no_answer_and_waits_for_a_tenth_more_posts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db")).unwrap();
+        let texts: Vec<String> = (0..150)
+            .map(|i| format!("{SALE} number {i} of {}", i % 7))
+            .collect();
+        for (i, text) in texts.iter().enumerate() {
+            record(
+                &mut store,
+                &format!("m/{i}.md"),
+                text,
+                "2026-11-20T09:00:00Z",
+                false,
+            );
+        }
+        let since = t("2026-11-01T00:00:00Z");
+        let answers = |store: &Store| -> Vec<Vec<i64>> {
+            texts
+                .iter()
+                .step_by(10)
+                .map(|q| {
+                    let q = Fingerprint::of_text(q);
+                    let hits = store.near_posts(&q, 0.8, since, &[]).unwrap();
+                    hits.iter().map(|h| h.attempt).collect()
+                })
+                .collect()
+        };
+        let before = answers(&store);
+        assert!(before.iter().all(|a| a.len() > 1), "{before:?}");
+        assert!(
+            store.tidy_history_index().unwrap(),
+            "150 posts, never merged"
+        );
+        assert_eq!(answers(&store), before);
+        assert!(!store.tidy_history_index().unwrap(), "nothing new");
+        // Posts recorded after a merge are found too; 99 more are not enough for another.
+        for i in 150..249 {
+            record(
+                &mut store,
+                &format!("m/{i}.md"),
+                SALE,
+                "2026-11-21T09:00:00Z",
+                false,
+            );
+        }
+        assert!(!store.tidy_history_index().unwrap());
+        let q = Fingerprint::of_text(SALE);
+        assert_eq!(
+            store.near_posts(&q, 0.8, since, &[]).unwrap().len(),
+            150 + 99
+        );
+        record(&mut store, "m/249.md", SALE, "2026-11-21T09:00:00Z", false);
+        assert!(store.tidy_history_index().unwrap(), "100 more");
+        assert_eq!(
+            store.near_posts(&q, 0.8, since, &[]).unwrap().len(),
+            150 + 100
         );
     }
 
