@@ -916,19 +916,42 @@ impl Daemon {
         });
         match written {
             Ok(()) => {
+                // A start-up with a large queue accepts thousands of files at once: one
+                // line for them, each file at debug level (the log has every row). What
+                // needs the user (a held or invalid file) always gets its own line.
+                let bulk = rows.len() > BULK_ROWS;
+                let (mut accepted, mut withdrawn) = (0, 0);
                 for r in &rows {
                     match (r.status, &r.said) {
                         ("withdrawn", _) => {
-                            tracing::info!(channel = %r.channel, file = %r.file, "withdrawn (renamed or removed)")
+                            withdrawn += 1;
+                            if bulk {
+                                tracing::debug!(channel = %r.channel, file = %r.file, "withdrawn (renamed or removed)")
+                            } else {
+                                tracing::info!(channel = %r.channel, file = %r.file, "withdrawn (renamed or removed)")
+                            }
                         }
                         (_, Some(d)) => tracing::warn!(channel = %r.channel, file = %r.file, "{d}"),
                         (_, None) => {
-                            tracing::info!(channel = %r.channel, file = %r.file, "accepted")
+                            accepted += 1;
+                            if bulk {
+                                tracing::debug!(channel = %r.channel, file = %r.file, "accepted")
+                            } else {
+                                tracing::info!(channel = %r.channel, file = %r.file, "accepted")
+                            }
                         }
                     }
                     if r.status != "withdrawn" {
                         self.picture.set_logged(&r.file, r.status);
                     }
+                }
+                if bulk {
+                    tracing::info!(
+                        accepted,
+                        withdrawn,
+                        "logged {} files at once (each one: `cadenced log`)",
+                        rows.len()
+                    );
                 }
             }
             Err(e) => {
@@ -1671,6 +1694,10 @@ pub fn idempotency_key(file: &str, hash: &str, attempt: i64) -> String {
     let digest = sha2::Sha256::digest(format!("{file}\n{hash}\n{attempt}").as_bytes());
     format!("cadenced-{}", &hex::encode(digest)[..32])
 }
+
+/// Rows written at once above which the daemon's log says how many instead of one line
+/// each (see `Daemon::write_rows`).
+const BULK_ROWS: usize = 50;
 
 /// Gives the memory a full scan freed back to the system. A scan of a large queue reads,
 /// compares and indexes every file, partly on worker threads (each with its own malloc
