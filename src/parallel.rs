@@ -9,15 +9,19 @@
 
 use std::sync::mpsc::sync_channel;
 
-/// Answers each worker computes ahead of the caller.
-const AHEAD: usize = 256;
+/// Answers go to the caller in batches of this many consecutive items: one hand-over (and
+/// at most one wake-up) per batch instead of per item.
+const BATCH: usize = 64;
+/// Batches each worker computes ahead of the caller.
+const AHEAD: usize = 4;
 /// Workers at most (a start-up has more to do than cores on small machines only).
 const MAX_WORKERS: usize = 8;
 
 /// Calls `each(i, work(i))` for every `i` below `n`, in order, on the calling thread.
 /// `work` runs on worker threads (one per core, up to 8) when there are at least `from`
-/// items and more than one core; otherwise everything runs here. A panic in `work` or
-/// `each` is raised again here once the workers stopped.
+/// items and more than one core; otherwise everything runs here. Each worker is at most
+/// a few hundred answers ahead of `each`. A panic in `work` or `each` is raised again
+/// here once the workers stopped.
 pub fn map_in_order<T: Send>(
     n: usize,
     from: usize,
@@ -33,14 +37,16 @@ pub fn map_in_order<T: Send>(
         }
         return;
     }
+    let batches = n.div_ceil(BATCH);
     std::thread::scope(|scope| {
         let work = &work;
         let answers: Vec<_> = (0..workers)
             .map(|w| {
-                let (tx, rx) = sync_channel(AHEAD);
+                let (tx, rx) = sync_channel::<Vec<T>>(AHEAD);
                 scope.spawn(move || {
-                    for i in (w..n).step_by(workers) {
-                        if tx.send(work(i)).is_err() {
+                    for b in (w..batches).step_by(workers) {
+                        let batch = (b * BATCH..n.min((b + 1) * BATCH)).map(work).collect();
+                        if tx.send(batch).is_err() {
                             return; // the caller stopped (it panicked)
                         }
                     }
@@ -48,12 +54,14 @@ pub fn map_in_order<T: Send>(
                 rx
             })
             .collect();
-        for i in 0..n {
+        for b in 0..batches {
             // A worker that panicked closed its channel: the scope raises its panic.
-            let Ok(answer) = answers[i % workers].recv() else {
+            let Ok(batch) = answers[b % workers].recv() else {
                 return;
             };
-            each(i, answer);
+            for (j, answer) in batch.into_iter().enumerate() {
+                each(b * BATCH + j, answer);
+            }
         }
     });
 }
@@ -64,7 +72,7 @@ mod tests {
 
     #[test]
     fn answers_come_in_order_whatever_the_workers_speed() {
-        for n in [0, 1, 2, 3, 1000] {
+        for n in [0, 1, 2, 3, 63, 64, 65, 1000] {
             let mut seen = Vec::new();
             map_in_order(
                 n,
