@@ -9,6 +9,10 @@
 
 use std::sync::mpsc::sync_channel;
 
+/// Files to read before reading them on every core pays (starting threads costs more
+/// than reading a few dozen small files).
+pub const FILES_FROM: usize = 64;
+
 /// Answers go to the caller in batches of this many consecutive items: one hand-over (and
 /// at most one wake-up) per batch instead of per item.
 const BATCH: usize = 64;

@@ -451,7 +451,7 @@ impl Picture {
         let mut done = 0;
         crate::parallel::map_in_order(
             to_read.len(),
-            READ_IN_PARALLEL_FROM,
+            crate::parallel::FILES_FROM,
             |i| {
                 let (k, path, _, _) = &to_read[i];
                 let channel = &config.channels[channels[*k].0].name;
@@ -886,10 +886,6 @@ fn static_status(s: &str) -> Option<&'static str> {
         _ => None,
     }
 }
-
-/// Files a listing must read before they are read on every core (starting threads costs
-/// more than reading a few dozen small files).
-const READ_IN_PARALLEL_FROM: usize = 64;
 
 #[cfg(test)]
 mod tests {

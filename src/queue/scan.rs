@@ -23,15 +23,27 @@ pub fn scan(queue_root: &Path, channels: &[&str]) -> Scan {
         problems: root.problems,
         ..Scan::default()
     };
+    let mut to_read: Vec<(&str, PathBuf)> = Vec::new();
     for channel in root.channels {
         let listing = list_channel(queue_root, channel);
         scan.problems.extend(listing.problems);
         scan.orphan_notes.extend(listing.orphan_notes);
-        for entry in listing.entries {
-            scan.files
-                .extend(read_post(queue_root, channel, &entry.path));
-        }
+        to_read.extend(listing.entries.into_iter().map(|e| (channel, e.path)));
     }
+    // Read (and made comparable, as the review will need) on every core.
+    crate::parallel::map_in_order(
+        to_read.len(),
+        crate::parallel::FILES_FROM,
+        |i| {
+            let (channel, path) = &to_read[i];
+            let file = read_post(queue_root, channel, path);
+            if let Some(Ok(accepted)) = file.as_ref().map(|f| &f.content) {
+                accepted.comparable();
+            }
+            file
+        },
+        |_, file| scan.files.extend(file),
+    );
     scan.files
         .sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
     scan.problems.sort_by(|a, b| a.file.cmp(&b.file));
