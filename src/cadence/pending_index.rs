@@ -359,16 +359,7 @@ impl<K> PendingIndex<K> {
 
     /// A post into `docs`, `sizes` and (if short) `short`; not its postings.
     fn add_doc(&mut self, key: K, fingerprint: &Fingerprint) -> DocId {
-        self.add_prepared(
-            key,
-            Prepared {
-                text: fingerprint.normalized().into(),
-                size: u32::try_from(fingerprint.gram_count()).expect("fewer than 2^32 grams"),
-                buckets: buckets(fingerprint),
-                short: fingerprint.is_short(),
-                prefix: Vec::new(),
-            },
-        )
+        self.add_prepared(key, Prepared::without_prefix(fingerprint))
     }
 
     /// [`PendingIndex::add_doc`] of a prepared post (its prefix left aside).
@@ -760,19 +751,25 @@ pub struct Preparer {
     threshold: f64,
 }
 
-impl Preparer {
-    pub fn prepare(&self, fingerprint: &Fingerprint) -> Prepared {
+impl Prepared {
+    fn without_prefix(fingerprint: &Fingerprint) -> Prepared {
         Prepared {
             text: fingerprint.normalized().into(),
             size: u32::try_from(fingerprint.gram_count()).expect("fewer than 2^32 grams"),
             buckets: buckets(fingerprint),
             short: fingerprint.is_short(),
-            prefix: if fingerprint.is_short() {
-                Vec::new()
-            } else {
-                index_prefix(&self.order, self.threshold, fingerprint)
-            },
+            prefix: Vec::new(),
         }
+    }
+}
+
+impl Preparer {
+    pub fn prepare(&self, fingerprint: &Fingerprint) -> Prepared {
+        let mut prepared = Prepared::without_prefix(fingerprint);
+        if !fingerprint.is_short() {
+            prepared.prefix = index_prefix(&self.order, self.threshold, fingerprint);
+        }
+        prepared
     }
 }
 
