@@ -973,6 +973,41 @@ mod tests {
         assert_eq!(holds.hold("x/a.md"), None);
     }
 
+    #[test]
+    fn the_oldest_of_equally_similar_published_posts_holds_in_insert_all_and_the_oracle() {
+        // Found by `insert_all_equals_judging_from_scratch` in CI: two published copies of a
+        // text, the newer one listed first; the oracle named the newer, the holds (like the
+        // log, which answers oldest first) the older.
+        let channels = vec![channel("x", "x"), channel("m", "mastodon")];
+        let now = t("2026-11-22T00:00:00Z");
+        let post = |i: usize, at: &str| PastPost {
+            id: format!("x/old{i}.md"),
+            channel: "x".into(),
+            platform: "x",
+            at: t(at),
+            fingerprint: Fingerprint::of_text("shoes"),
+        };
+        let past = vec![
+            post(0, "2026-11-22T00:00:00Z"),
+            post(1, "2026-11-21T00:00:00Z"),
+        ];
+        let queued = cand("m/0.md", 1, "shoes", "2026-11-21T12:00:00Z");
+        let expected = oracle::from_scratch(&channels, std::slice::from_ref(&queued), &past, now);
+        assert_eq!(expected["m/0.md"].other, "x/old1.md");
+        let mut holds = Holds::new(channels.clone());
+        holds.insert_all(
+            vec![QueuedText::of(&queued)],
+            &PastPosts::new(past.clone()),
+            now,
+        );
+        assert_eq!(holds.hold("m/0.md"), expected.get("m/0.md"));
+        let mut one_by_one = Holds::new(channels);
+        one_by_one
+            .upsert(queued, &PastPosts::new(past), now)
+            .unwrap();
+        assert_eq!(one_by_one.hold("m/0.md"), expected.get("m/0.md"));
+    }
+
     /// The log fails for the posts whose text says "unreadable".
     struct FailingFor(PastPosts);
 
@@ -1182,8 +1217,13 @@ mod tests {
             let by_name: HashMap<&str, &ChannelView> =
                 channels.iter().map(|c| (c.name.as_str(), c)).collect();
 
+            // Oldest first, as the log answers: of equally similar published posts the
+            // oldest holds (the index finds in insertion order, and the first of equals wins).
             let mut index: Index<Entry> = Index::new();
-            for (i, p) in past.iter().enumerate() {
+            let mut by_time: Vec<usize> = (0..past.len()).collect();
+            by_time.sort_by_key(|&i| (past[i].at, i));
+            for i in by_time {
+                let p = &past[i];
                 if now.duration_since(p.at) <= longest_window {
                     index.insert(Entry::Past(i), p.fingerprint.clone());
                 }
