@@ -401,7 +401,7 @@ impl Picture {
         // Per channel (in `channels`' order): the files gone from its folder.
         let mut gone_of: Vec<Vec<String>> = Vec::with_capacity(channels.len());
         // The files to read, each with the position of its channel in `channels`.
-        let mut to_read: Vec<(usize, PathBuf, u64, bool)> = Vec::new();
+        let mut to_read: Vec<(usize, String, PathBuf, u64, bool)> = Vec::new();
         for (k, &(ci, present)) in channels.iter().enumerate() {
             let channel = &ctx.config.channels[ci].name;
             let listing = if present {
@@ -425,7 +425,7 @@ impl Picture {
                         .is_some_and(|e| e.stamp == listed.stamp);
                 if !unchanged {
                     if !skipped {
-                        to_read.push((k, listed.path, listed.stamp, listed.has_note));
+                        to_read.push((k, id, listed.path, listed.stamp, listed.has_note));
                     }
                     continue;
                 }
@@ -453,7 +453,7 @@ impl Picture {
             to_read.len(),
             crate::parallel::FILES_FROM,
             |i| {
-                let (k, path, _, _) = &to_read[i];
+                let (k, _, path, _, _) = &to_read[i];
                 let channel = &config.channels[channels[*k].0].name;
                 let file = queue::read_post(&root, channel, path);
                 if let Some(Ok(accepted)) = file.as_ref().map(|f| &f.content) {
@@ -462,7 +462,7 @@ impl Picture {
                 file
             },
             |i, file| {
-                let (k, path, stamp, has_note) = &to_read[i];
+                let (k, id, path, stamp, has_note) = &to_read[i];
                 for gone in &mut gone_of[done..*k] {
                     for id in std::mem::take(gone) {
                         out.merge(self.remove(ctx, &id, true));
@@ -470,9 +470,7 @@ impl Picture {
                 }
                 done = *k;
                 out.merge(self.look_at_read(ctx, channels[*k].0, path, Some(*stamp), file));
-                if let Some(id) = id_of(&self.root, path) {
-                    self.set_held_note(&id, *has_note);
-                }
+                self.set_held_note(id, *has_note);
             },
         );
         for gone in &mut gone_of[done..] {

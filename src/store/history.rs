@@ -93,18 +93,6 @@ impl Sketch {
     }
 }
 
-/// The terms of a text: its gram tokens, or for a text shorter than a gram one term for
-/// the whole text (such texts compare by equality). `None` for an empty text.
-fn terms(fingerprint: &Fingerprint) -> Option<Vec<String>> {
-    if fingerprint.normalized().is_empty() {
-        return None;
-    }
-    if fingerprint.is_short() {
-        return Some(vec![short_term(fingerprint.normalized())]);
-    }
-    Some(tokens(fingerprint).into_iter().map(token_term).collect())
-}
-
 /// A text's distinct gram tokens, ascending.
 fn tokens(fingerprint: &Fingerprint) -> Vec<u32> {
     let mut tokens: Vec<u32> = fingerprint.grams().iter().map(|&g| gram_token(g)).collect();
@@ -141,16 +129,22 @@ pub(super) fn index_attempt(
     normalized: &str,
 ) -> rusqlite::Result<Vec<u32>> {
     let fingerprint = Fingerprint::of_normalized(normalized);
+    // Its terms: its gram tokens, or for a text shorter than a gram one term for the whole
+    // text (such texts compare by equality); none for an empty text.
     let mut tokens = Vec::new();
-    if let Some(terms) = terms(&fingerprint) {
-        conn.prepare_cached("INSERT INTO history_grams (rowid, grams) VALUES (?1, ?2)")?
-            .execute(params![rowid(attempt, &fingerprint), terms.join(" ")])?;
-        if !fingerprint.is_short() {
-            tokens = terms
+    if !normalized.is_empty() {
+        let terms = if fingerprint.is_short() {
+            short_term(normalized)
+        } else {
+            tokens = self::tokens(&fingerprint);
+            tokens
                 .iter()
-                .filter_map(|t| u32::from_str_radix(t, 16).ok())
-                .collect();
-        }
+                .map(|&t| token_term(t))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        conn.prepare_cached("INSERT INTO history_grams (rowid, grams) VALUES (?1, ?2)")?
+            .execute(params![rowid(attempt, &fingerprint), terms])?;
     }
     conn.prepare_cached(
         "INSERT INTO history_meta (key, value) VALUES ('indexed', ?1)
