@@ -308,7 +308,6 @@ pub async fn run_config(
     daemon.forget_records();
     daemon.dirty.extend(0..daemon.config.channels.len());
     daemon.evaluate_dirty();
-    daemon.tidy_history_index();
 
     let mut clock_watch = if watch_clock {
         match clockwatch::ClockWatch::new() {
@@ -718,22 +717,6 @@ impl Daemon {
     }
 
     /// The whole queue, listed again; only changed files are read.
-    /// The log's near-duplicate index merged into one segment if it grew enough since the
-    /// last time (see [`Store::tidy_history_index`]): once at start-up, after the first
-    /// decisions, so nothing due waits for it.
-    fn tidy_history_index(&self) {
-        let started = Instant::now();
-        match self.shared.with_store(|s| s.tidy_history_index()) {
-            Ok(true) => tracing::info!(
-                "merged the log's near-duplicate index in {} ms",
-                started.elapsed().as_millis()
-            ),
-            Ok(false) => {}
-            // Only a cost: the index answers the same either way.
-            Err(e) => tracing::warn!("could not merge the log's near-duplicate index: {e}"),
-        }
-    }
-
     fn rescan(&mut self) {
         self.update(|p, ctx| p.rescan(ctx));
         release_freed_memory();
