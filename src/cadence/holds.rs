@@ -501,16 +501,12 @@ impl Holds {
                 }
             },
         );
-        self.index.insert_many_prepared(prepared);
-        let n = u32::try_from(kept.len()).expect("fewer than 2^32 queued posts");
         let mut changes = Vec::with_capacity(kept.len());
         let (rules, slots, by_id) = (&self.rules, &mut self.slots, &mut self.by_id);
-        let index = &self.index;
-        index.find_each_below(
-            n,
+        self.index.insert_many_prepared_finding_each(
+            prepared,
             rules.min_threshold,
-            |d| Fingerprint::of_normalized(&texts[kept[d as usize]]),
-            |s, found| {
+            |index, s, found| {
                 let (id, channel, first_seen, modified, past_hold) =
                     rest[s as usize].take().expect("each post judged once");
                 let this = &rules.channels[channel];

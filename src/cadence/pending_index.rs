@@ -331,6 +331,31 @@ impl<K> PendingIndex<K> {
         ids
     }
 
+    /// [`PendingIndex::insert_many_prepared`] into an index that never had a removal, then
+    /// each post looked up among the ones inserted before it, handed to `each(index, d,
+    /// hits)` in handle order on the calling thread: [`PendingIndex::find_each_below`] from what was
+    /// prepared. A post's grams and prefix are not made again for its look-up (that was a
+    /// quarter of a start-up's look-ups); only a candidate reaching the exact check needs
+    /// the post's grams.
+    pub fn insert_many_prepared_finding_each(
+        &mut self,
+        posts: Vec<(K, Prepared)>,
+        threshold: f64,
+        mut each: impl FnMut(&Self, DocId, Vec<(DocId, f64)>),
+    ) where
+        K: Sync,
+    {
+        let prefixes: Vec<Vec<u32>> = posts.iter().map(|(_, p)| p.prefix.clone()).collect();
+        let ids = self.insert_many_prepared(posts);
+        let index = &*self;
+        crate::parallel::map_in_order(
+            ids.len(),
+            PARALLEL_FROM,
+            |i| index.find_below_inserted(ids[i], &prefixes[i], threshold),
+            |i, hits| each(index, ids[i], hits),
+        );
+    }
+
     /// What indexing a post takes apart from the index itself, for any thread.
     pub fn preparer(&self) -> Preparer {
         Preparer {
@@ -497,15 +522,9 @@ impl<K> PendingIndex<K> {
         below: DocId,
         cost: &mut FindCost,
     ) -> Vec<(DocId, f64)> {
-        let t = if threshold < self.threshold {
-            debug_assert!(false, "query below the index threshold");
-            self.threshold
-        } else {
-            threshold
-        };
-        if t.is_nan() || t > 1.0 {
+        let Some(t) = self.query_threshold(threshold) else {
             return Vec::new();
-        }
+        };
         if fingerprint.is_short() {
             if t <= 0.0 {
                 return self.every_doc(fingerprint, below);
@@ -528,23 +547,106 @@ impl<K> PendingIndex<K> {
             return self.every_doc(fingerprint, below);
         }
         let a = fingerprint.gram_count();
+        let probe = self.probe_len(a, t);
+        let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let mut prefix = std::mem::take(&mut scratch.prefix);
+        self.ordered_prefix_into(fingerprint, probe, &mut scratch.ordered, &mut prefix);
+        let hits = self.find_with(
+            a,
+            &prefix,
+            &buckets(fingerprint),
+            || fingerprint.grams(),
+            t,
+            below,
+            cost,
+            &mut scratch,
+        );
+        scratch.prefix = prefix;
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
+        hits
+    }
+
+    /// The threshold a query at `threshold` runs at; `None` when nothing can be similar.
+    fn query_threshold(&self, threshold: f64) -> Option<f64> {
+        let t = if threshold < self.threshold {
+            debug_assert!(false, "query below the index threshold");
+            self.threshold
+        } else {
+            threshold
+        };
+        (!t.is_nan() && t <= 1.0).then_some(t)
+    }
+
+    /// How many grams of a text of `a` grams a query at `t` probes: as many as the most any
+    /// partner in the size range needs (α grows with the partner's size, so the smallest
+    /// partner needs the longest). Never more than a post of `a` grams is indexed by.
+    fn probe_len(&self, a: usize, t: f64) -> usize {
+        let size_lo = at_least(t * a as f64).max(1);
+        let (alpha_min, _) = Need::new(t).of(a, size_lo);
+        (a + SHARED_IN_PREFIX).saturating_sub(alpha_min).min(a)
+    }
+
+    /// A post already in the index (handle `d`, inserted with `prefix`) among the posts
+    /// below it: [`PendingIndex::find_below`] of its own text, without making its grams and
+    /// prefix again (only a candidate that reaches the exact check needs its grams).
+    fn find_below_inserted(&self, d: DocId, prefix: &[u32], threshold: f64) -> Vec<(DocId, f64)> {
+        let Some(entry) = self.docs.get(d as usize).and_then(Option::as_ref) else {
+            return Vec::new();
+        };
+        let Some(t) = self.query_threshold(threshold) else {
+            return Vec::new();
+        };
+        let a = self.sizes[d as usize] as usize;
+        let probe = self.probe_len(a, t);
+        if self.threshold <= 0.0 || t <= 0.0 || prefix.is_empty() || prefix.len() < probe {
+            // A short text, no threshold, or (never, by the bounds) a prefix too short.
+            return self.find_below(&Fingerprint::of_normalized(&entry.text), threshold, d);
+        }
+        let grams = std::cell::OnceCell::new();
+        let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let hits = self.find_with(
+            a,
+            &prefix[..probe],
+            &entry.buckets,
+            || {
+                grams
+                    .get_or_init(|| Fingerprint::of_normalized(&entry.text))
+                    .grams()
+            },
+            t,
+            d,
+            &mut FindCost::default(),
+            &mut scratch,
+        );
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
+        hits
+    }
+
+    /// The look-up of a text of `a` grams by its probe `prefix` (its first grams in the
+    /// index's order, [`PendingIndex::probe_len`] of them), among the posts below `below`.
+    /// `grams` gives the text's grams for the exact check of the candidates that reach it.
+    #[allow(clippy::too_many_arguments)]
+    fn find_with<'g>(
+        &self,
+        a: usize,
+        prefix: &[u32],
+        query_buckets: &Buckets,
+        grams: impl Fn() -> &'g [u128],
+        t: f64,
+        below: DocId,
+        cost: &mut FindCost,
+        scratch: &mut Scratch,
+    ) -> Vec<(DocId, f64)> {
         let size_lo = at_least(t * a as f64).max(1);
         let size_hi = at_most(a as f64 / t);
         let need = Need::new(t);
-        // The probe prefix: as long as the most any partner in the size range needs (α
-        // grows with the partner's size, so the smallest partner needs the longest).
-        let (alpha_min, _) = need.of(a, size_lo);
-        let probe = (a + SHARED_IN_PREFIX).saturating_sub(alpha_min).min(a);
-        let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
         let Scratch {
-            ordered,
-            prefix,
             table,
             ranges,
             met,
             j_limits,
-        } = &mut scratch;
-        self.ordered_prefix_into(fingerprint, probe, ordered, prefix);
+            ..
+        } = scratch;
         // Per partner size, once per query (for a size range a table can hold): the probe
         // positions that can pass (`i < a − α + e`), the post's positions that can
         // (`j < b − α + e`), and α and e.
@@ -622,7 +724,6 @@ impl<K> PendingIndex<K> {
         }
         cost.passed += met.len();
         met.sort_unstable();
-        let query_buckets = buckets(fingerprint);
         let mut hits = Vec::new();
         for run in met.chunk_by(|x, y| x == y) {
             let doc = run[0];
@@ -635,17 +736,16 @@ impl<K> PendingIndex<K> {
             let Some(entry) = self.docs[doc as usize].as_ref() else {
                 continue;
             };
-            if shared_at_most(&query_buckets, &entry.buckets) < alpha {
+            if shared_at_most(query_buckets, &entry.buckets) < alpha {
                 continue;
             }
             cost.verified += 1;
             let other = Fingerprint::of_normalized(&entry.text);
-            let s = jaccard(intersection_len(fingerprint.grams(), other.grams()), a, b);
+            let s = jaccard(intersection_len(grams(), other.grams()), a, b);
             if s >= t {
                 hits.push((doc, s));
             }
         }
-        SCRATCH.with(|s| *s.borrow_mut() = scratch);
         hits
     }
 
@@ -1196,7 +1296,19 @@ mod tests {
             let expected: Vec<_> = (0..fps.len())
                 .map(|k| (k as DocId, brute(&live[..k], &fps[k], t)))
                 .collect();
-            prop_assert_eq!(each, expected);
+            prop_assert_eq!(&each, &expected);
+            // The same self-join as start-up makes it: inserted from what was prepared,
+            // each post looked up without making its grams again.
+            let mut fresh = PendingIndex::with_order(t, Arc::clone(&index.order));
+            let preparer = fresh.preparer();
+            let prepared: Vec<(usize, Prepared)> =
+                fps.iter().enumerate().map(|(k, f)| (k, preparer.prepare(f))).collect();
+            let mut joined = Vec::new();
+            fresh.insert_many_prepared_finding_each(prepared, t, |index, d, hits| {
+                assert_eq!(index.key(d), Some(&(d as usize)));
+                joined.push((d, hits));
+            });
+            prop_assert_eq!(joined, expected);
             // A higher threshold than the index's is served too.
             let (q, higher) = (&fps[0], f64::max(t, 0.95));
             prop_assert_eq!(index.find(q, higher), brute(&live, q, higher));
