@@ -192,9 +192,14 @@ type Buckets = [u8; BUCKETS];
 const BUCKETS: usize = 128;
 
 fn buckets(fingerprint: &Fingerprint) -> Buckets {
+    buckets_of(fingerprint.grams().iter().map(|&g| gram_token(g)))
+}
+
+/// [`buckets`] of a text's gram tokens.
+fn buckets_of(tokens: impl Iterator<Item = u32>) -> Buckets {
     let mut b = [0u8; BUCKETS];
-    for &g in fingerprint.grams() {
-        let k = gram_token(g) as usize % BUCKETS;
+    for token in tokens {
+        let k = token as usize % BUCKETS;
         b[k] = b[k].saturating_add(1);
     }
     b
@@ -800,7 +805,7 @@ impl<K> PendingIndex<K> {
         &self,
         fingerprint: &Fingerprint,
         keep: usize,
-        ordered: &mut Vec<(u16, u32, u128)>,
+        ordered: &mut Vec<u64>,
         out: &mut Vec<u32>,
     ) {
         ordered_prefix_into(&self.order, fingerprint, keep, ordered, out);
@@ -810,13 +815,23 @@ impl<K> PendingIndex<K> {
 /// The tokens of the grams a post is indexed by under `order` at `threshold` (see
 /// [`PendingIndex::index_prefix`]).
 fn index_prefix(order: &GramOrder, threshold: f64, fingerprint: &Fingerprint) -> Vec<u32> {
-    let n = fingerprint.gram_count();
+    let tokens = fingerprint.grams().iter().map(|&g| gram_token(g));
+    index_prefix_of(order, threshold, tokens)
+}
+
+/// [`index_prefix`] of a text's gram tokens (one per gram, in any order).
+fn index_prefix_of(
+    order: &GramOrder,
+    threshold: f64,
+    tokens: impl ExactSizeIterator<Item = u32>,
+) -> Vec<u32> {
+    let n = tokens.len();
     let t = threshold.clamp(0.0, 1.0);
     let keep = (n + SHARED_IN_PREFIX + 1).saturating_sub(at_least(t * n as f64).min(n));
     let mut out = Vec::new();
     SCRATCH.with(|s| {
         let ordered = &mut s.borrow_mut().ordered;
-        ordered_prefix_into(order, fingerprint, keep.min(n), ordered, &mut out);
+        ordered_prefix_of(order, tokens, keep.min(n), ordered, &mut out);
     });
     out
 }
@@ -827,21 +842,32 @@ fn ordered_prefix_into(
     order: &GramOrder,
     fingerprint: &Fingerprint,
     keep: usize,
-    ordered: &mut Vec<(u16, u32, u128)>,
+    ordered: &mut Vec<u64>,
+    out: &mut Vec<u32>,
+) {
+    let tokens = fingerprint.grams().iter().map(|&g| gram_token(g));
+    ordered_prefix_of(order, tokens, keep, ordered, out);
+}
+
+/// [`ordered_prefix_into`] of a text's gram tokens. Grams are ordered by count, then token,
+/// then gram; two grams with one token give that token twice whichever comes first, so the
+/// gram is left out of the key: a `u64` of count and token sorts faster than the triple.
+fn ordered_prefix_of(
+    order: &GramOrder,
+    tokens: impl Iterator<Item = u32>,
+    keep: usize,
+    ordered: &mut Vec<u64>,
     out: &mut Vec<u32>,
 ) {
     ordered.clear();
-    ordered.extend(fingerprint.grams().iter().map(|&g| {
-        let token = gram_token(g);
-        (order.count(token), token, g)
-    }));
+    ordered.extend(tokens.map(|token| (u64::from(order.count(token)) << 32) | u64::from(token)));
     if keep < ordered.len() {
         ordered.select_nth_unstable(keep);
         ordered.truncate(keep);
     }
     ordered.sort_unstable();
     out.clear();
-    out.extend(ordered.iter().map(|p| p.1));
+    out.extend(ordered.iter().map(|&key| key as u32));
 }
 
 /// What [`PendingIndex::insert_many_prepared`] needs of a post besides the index: its text,
@@ -876,11 +902,20 @@ impl Prepared {
 
 impl Preparer {
     pub fn prepare(&self, fingerprint: &Fingerprint) -> Prepared {
-        let mut prepared = Prepared::without_prefix(fingerprint);
-        if !fingerprint.is_short() {
-            prepared.prefix = index_prefix(&self.order, self.threshold, fingerprint);
+        // Each gram's token made once, for the bucket counts and the prefix.
+        let tokens: Vec<u32> = fingerprint.grams().iter().map(|&g| gram_token(g)).collect();
+        let prefix = if fingerprint.is_short() {
+            Vec::new()
+        } else {
+            index_prefix_of(&self.order, self.threshold, tokens.iter().copied())
+        };
+        Prepared {
+            text: fingerprint.normalized().into(),
+            size: u32::try_from(fingerprint.gram_count()).expect("fewer than 2^32 grams"),
+            buckets: buckets_of(tokens.into_iter()),
+            short: fingerprint.is_short(),
+            prefix,
         }
-        prepared
     }
 }
 
@@ -893,7 +928,7 @@ const PARALLEL_FROM: usize = if cfg!(test) { 2 } else { 2048 };
 /// allocating them for every look-up was a tenth of `plan`'s time.
 #[derive(Default)]
 struct Scratch {
-    ordered: Vec<(u16, u32, u128)>,
+    ordered: Vec<u64>,
     prefix: Vec<u32>,
     /// By partner size: (probe positions that can pass, post positions that can, α, e).
     table: Vec<(usize, usize, usize, usize)>,
