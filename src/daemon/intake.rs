@@ -402,13 +402,14 @@ impl Picture {
         let mut gone_of: Vec<Vec<String>> = Vec::with_capacity(channels.len());
         // The files to read, each with the position of its channel in `channels`.
         let mut to_read: Vec<(usize, String, PathBuf, u64, bool)> = Vec::new();
-        for (k, &(ci, present)) in channels.iter().enumerate() {
-            let channel = &ctx.config.channels[ci].name;
-            let listing = if present {
-                queue::list_channel(&self.root, channel)
-            } else {
-                queue::Listing::default()
-            };
+        let root = self.root.clone();
+        let config = ctx.config;
+        let present = |k: usize| {
+            let (ci, present) = channels[k];
+            present.then(|| config.channels[ci].name.as_str())
+        };
+        queue::list_channels(&root, channels.len(), present, |k, listing| {
+            let channel = &config.channels[channels[k].0].name;
             out.problems.extend(listing.problems);
             out.orphan_notes.extend(listing.orphan_notes);
             let skipped = (ctx.skip)(channel);
@@ -438,16 +439,14 @@ impl Picture {
                 }
             }
             gone_of.push(
-                self.channel_files(ctx.config, ci)
+                self.channel_files(ctx.config, channels[k].0)
                     .map(|(id, _)| id.to_string())
                     .filter(|id| !seen.contains(id))
                     .collect(),
             );
-        }
+        });
         // Read on every core, judged here in listing order; each channel's gone files are
         // removed after its files were judged, as a listing of that channel alone would.
-        let root = self.root.clone();
-        let config = ctx.config;
         let mut done = 0;
         crate::parallel::map_in_order(
             to_read.len(),

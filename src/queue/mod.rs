@@ -27,7 +27,9 @@ use crate::post::Post;
 
 pub use ignore::{FileKind, POST_EXTENSIONS, classify_file, is_ignored_dir, is_ignored_file};
 pub use read::{MAX_POST_BYTES, read_post};
-pub use scan::{ListedFile, Listing, RootScan, list_channel, scan, scan_root, stamp};
+pub use scan::{
+    ListedFile, Listing, RootScan, list_channel, list_channels, scan, scan_root, stamp,
+};
 
 /// One post file found in a channel folder, read and parsed (or not).
 #[derive(Debug, Clone)]

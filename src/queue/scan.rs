@@ -24,12 +24,17 @@ pub fn scan(queue_root: &Path, channels: &[&str]) -> Scan {
         ..Scan::default()
     };
     let mut to_read: Vec<(&str, PathBuf)> = Vec::new();
-    for channel in root.channels {
-        let listing = list_channel(queue_root, channel);
-        scan.problems.extend(listing.problems);
-        scan.orphan_notes.extend(listing.orphan_notes);
-        to_read.extend(listing.entries.into_iter().map(|e| (channel, e.path)));
-    }
+    let channels = &root.channels;
+    list_channels(
+        queue_root,
+        channels.len(),
+        |k| Some(channels[k]),
+        |k, listing| {
+            scan.problems.extend(listing.problems);
+            scan.orphan_notes.extend(listing.orphan_notes);
+            to_read.extend(listing.entries.into_iter().map(|e| (channels[k], e.path)));
+        },
+    );
     // Read (and made comparable, as the review will need) on every core.
     crate::parallel::map_in_order(
         to_read.len(),
@@ -183,6 +188,27 @@ pub fn stamp(meta: &fs::Metadata) -> u64 {
 
 /// Lists the folder of `channel`: candidate post files (not ignored names, not sub-folders),
 /// cadenced's own folders that are not folders, and orphaned `.held` notes.
+/// [`list_channel`] of `n` channels, `channel(k)` each (`None`: a folder known to be
+/// absent, an empty listing), listed on every core and handed to `each(k, listing)` in
+/// order on the calling thread. 1,000 channel folders of 100 files took 0.2 s listed one
+/// after the other.
+pub fn list_channels<'a>(
+    queue_root: &Path,
+    n: usize,
+    channel: impl Fn(usize) -> Option<&'a str> + Sync,
+    each: impl FnMut(usize, Listing),
+) {
+    crate::parallel::map_in_order(
+        n,
+        LIST_IN_PARALLEL_FROM,
+        |k| channel(k).map_or_else(Listing::default, |c| list_channel(queue_root, c)),
+        each,
+    );
+}
+
+/// Channels below which [`list_channels`] stays on the calling thread.
+const LIST_IN_PARALLEL_FROM: usize = if cfg!(test) { 2 } else { 16 };
+
 pub fn list_channel(queue_root: &Path, channel: &str) -> Listing {
     let mut listing = Listing::default();
     let dir = queue_root.join(channel);
