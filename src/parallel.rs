@@ -32,9 +32,7 @@ pub fn map_in_order<T: Send>(
     work: impl Fn(usize) -> T + Sync,
     mut each: impl FnMut(usize, T),
 ) {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_WORKERS);
+    let workers = workers();
     if workers < 2 || n < from.max(2) {
         for i in 0..n {
             each(i, work(i));
@@ -70,9 +68,86 @@ pub fn map_in_order<T: Send>(
     });
 }
 
+/// Threads for work on every core: one per core, up to [`MAX_WORKERS`].
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_WORKERS)
+}
+
+/// Sorts `v` as `sort_unstable` does, on every core when it holds at least `from` items.
+/// `key(x)` must be the first thing `x`'s order compares and spread evenly over `u32` (a
+/// hash): `v` is split in place at the middle of the key range, as often as there are
+/// cores to share the parts, and each part sorted on a thread of its own. No second buffer
+/// (a 100,000-post start-up sorts 4 million postings, 49 MB); a skewed key only makes the
+/// parts uneven.
+pub fn sort_by_spread_key<T: Ord + Send>(v: &mut [T], from: usize, key: impl Fn(&T) -> u32 + Sync) {
+    let depth = workers().next_power_of_two().trailing_zeros();
+    sort_part(v, from.max(2), &key, 0, 1 << 32, depth);
+}
+
+fn sort_part<T: Ord + Send>(
+    v: &mut [T],
+    from: usize,
+    key: &(impl Fn(&T) -> u32 + Sync),
+    lo: u64,
+    hi: u64,
+    depth: u32,
+) {
+    if depth == 0 || v.len() < from || hi - lo < 2 {
+        v.sort_unstable();
+        return;
+    }
+    let mid = lo + (hi - lo) / 2;
+    let k = partition(v, |x| u64::from(key(x)) < mid);
+    let (left, right) = v.split_at_mut(k);
+    std::thread::scope(|s| {
+        s.spawn(|| sort_part(left, from, key, lo, mid, depth - 1));
+        sort_part(right, from, key, mid, hi, depth - 1);
+    });
+}
+
+/// Moves the items for which `low` holds before the others; returns how many there are.
+fn partition<T>(v: &mut [T], low: impl Fn(&T) -> bool) -> usize {
+    let (mut i, mut j) = (0, v.len());
+    loop {
+        while i < j && low(&v[i]) {
+            i += 1;
+        }
+        while i < j && !low(&v[j - 1]) {
+            j -= 1;
+        }
+        if i >= j {
+            return i;
+        }
+        v.swap(i, j - 1);
+        i += 1;
+        j -= 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the keys (spread, equal, all at one end), the order is `sort_unstable`'s.
+        #[test]
+        fn sorting_by_a_spread_key_on_every_core_sorts(
+            v in prop::collection::vec((any::<u32>(), any::<u16>()), 0..400),
+            skew in 0u32..3,
+        ) {
+            let mut v: Vec<(u32, u16)> = v
+                .into_iter()
+                .map(|(k, x)| match skew { 0 => (k, x), 1 => (7, x), _ => (k >> 28, x) })
+                .collect();
+            let mut expected = v.clone();
+            expected.sort_unstable();
+            sort_by_spread_key(&mut v, 2, |x| x.0);
+            prop_assert_eq!(v, expected);
+        }
+    }
 
     #[test]
     fn answers_come_in_order_whatever_the_workers_speed() {
