@@ -348,11 +348,13 @@ impl<K> PendingIndex<K> {
     }
 
     /// [`PendingIndex::insert_many_prepared`] into an index that never had a removal, then
-    /// each post looked up among the ones inserted before it, handed to `each(index, d,
-    /// hits)` in handle order on the calling thread: [`PendingIndex::find_each_below`] from what was
-    /// prepared. A post's grams and prefix are not made again for its look-up (that was a
-    /// quarter of a start-up's look-ups); only a candidate reaching the exact check needs
-    /// the post's grams.
+    /// each post looked up among the ones inserted before it ([`PendingIndex::find_below`]
+    /// of its own text), handed to `each(index, d, hits)` in handle order on the calling
+    /// thread: start-up's self-join. The look-ups run on every core (the index is only
+    /// read), a bounded number ahead of `each` ([`crate::parallel::map_in_order`]), so the
+    /// answers waiting in memory stay bounded however many near-duplicates there are. A
+    /// post's grams and prefix are not made again for its look-up (that was a quarter of a
+    /// start-up's look-ups); only a candidate reaching the exact check needs its grams.
     pub fn insert_many_prepared_finding_each(
         &mut self,
         posts: Vec<(K, Prepared)>,
@@ -492,32 +494,6 @@ impl<K> PendingIndex<K> {
         below: DocId,
     ) -> Vec<(DocId, f64)> {
         self.find_inner(fingerprint, threshold, below, &mut FindCost::default())
-    }
-
-    /// [`PendingIndex::find_below`] for every handle `d` below `n` in turn, each post among
-    /// the ones before it (a self-join in an index that never had a removal), handing
-    /// `each(d, hits)` the answers in handle order on the calling thread. The look-ups run
-    /// on every core (the index is only read), `fingerprint(d)` computed where they run,
-    /// a bounded number ahead of `each` ([`crate::parallel::map_in_order`]), so the answers
-    /// waiting in memory stay bounded however many near-duplicates there are.
-    pub fn find_each_below(
-        &self,
-        n: DocId,
-        threshold: f64,
-        fingerprint: impl Fn(DocId) -> Fingerprint + Sync,
-        mut each: impl FnMut(DocId, Vec<(DocId, f64)>),
-    ) where
-        K: Sync,
-    {
-        crate::parallel::map_in_order(
-            n as usize,
-            PARALLEL_FROM,
-            |d| {
-                let d = d as DocId;
-                self.find_below(&fingerprint(d), threshold, d)
-            },
-            |d, hits| each(d as DocId, hits),
-        );
     }
 
     /// [`PendingIndex::find`], also saying what it cost (the benchmark prints it).
@@ -919,9 +895,9 @@ impl Preparer {
     }
 }
 
-/// Posts below which [`PendingIndex::find_each_below`] stays on the calling thread (a
-/// thread costs more than a few hundred look-ups); 2 under test, so the property tests
-/// go through the threads.
+/// Posts below which [`PendingIndex::insert_many_prepared_finding_each`] looks them up on
+/// the calling thread (a thread costs more than a few hundred look-ups); 2 under test, so
+/// the property tests go through the threads.
 const PARALLEL_FROM: usize = if cfg!(test) { 2 } else { 2048 };
 
 /// Buffers a look-up reuses (one per thread): a text's grams in order are kilobytes, and
@@ -1351,17 +1327,12 @@ mod tests {
                 prop_assert_eq!(index.find_below(q, t, k as DocId), brute(&live[..k], q, t));
                 prop_assert_eq!(index.find(q, t), brute(&live, q, t));
             }
-            // The same look-ups on every core, handed back in order.
-            let mut each = Vec::new();
-            index.find_each_below(fps.len() as DocId, t, |d| fps[d as usize].clone(), |d, hits| {
-                each.push((d, hits));
-            });
+            // The same self-join as start-up makes it, on every core and handed back in
+            // order: inserted from what was prepared, each post looked up without making
+            // its grams again.
             let expected: Vec<_> = (0..fps.len())
                 .map(|k| (k as DocId, brute(&live[..k], &fps[k], t)))
                 .collect();
-            prop_assert_eq!(&each, &expected);
-            // The same self-join as start-up makes it: inserted from what was prepared,
-            // each post looked up without making its grams again.
             let mut fresh = PendingIndex::with_order(t, Arc::clone(&index.order));
             let preparer = fresh.preparer();
             let prepared: Vec<(usize, Prepared)> =
