@@ -329,22 +329,35 @@ impl<K> PendingIndex<K> {
         &mut self,
         posts: impl IntoIterator<Item = (K, Prepared)>,
     ) -> Vec<DocId> {
+        self.insert_prepared_keeping_prefixes(posts, |_| {}).0
+    }
+
+    /// [`PendingIndex::insert_many_prepared`], handing each post's prefix to `keep` (which
+    /// may take it) after its postings were made; returns the handles and what `keep`
+    /// took.
+    fn insert_prepared_keeping_prefixes<T>(
+        &mut self,
+        posts: impl IntoIterator<Item = (K, Prepared)>,
+        mut keep: impl FnMut(Vec<u32>) -> T,
+    ) -> (Vec<DocId>, Vec<T>) {
         let mut added = Vec::new();
         let mut ids = Vec::new();
+        let mut kept = Vec::new();
         for (key, mut prepared) in posts {
             let size = saturated(prepared.size as usize);
             let prefix = std::mem::take(&mut prepared.prefix);
             let id = self.add_prepared(key, prepared);
             ids.push(id);
-            added.extend(prefix.into_iter().enumerate().map(|(pos, token)| Posting {
+            added.extend(prefix.iter().enumerate().map(|(pos, &token)| Posting {
                 token,
                 doc: id,
                 pos: saturated(pos),
                 size,
             }));
+            kept.push(keep(prefix));
         }
         self.postings.absorb(added);
-        ids
+        (ids, kept)
     }
 
     /// [`PendingIndex::insert_many_prepared`] into an index that never had a removal, then
@@ -363,8 +376,7 @@ impl<K> PendingIndex<K> {
     ) where
         K: Sync,
     {
-        let prefixes: Vec<Vec<u32>> = posts.iter().map(|(_, p)| p.prefix.clone()).collect();
-        let ids = self.insert_many_prepared(posts);
+        let (ids, prefixes) = self.insert_prepared_keeping_prefixes(posts, |prefix| prefix);
         let index = &*self;
         crate::parallel::map_in_order(
             ids.len(),
