@@ -889,14 +889,20 @@ impl Daemon {
     /// the log (stderr never claims what the log lacks). If the write fails, the files are
     /// judged again (and withdrawals written again) at the retry.
     fn write_rows(&mut self, rows: Vec<Row>, now: Timestamp) {
+        // Many rows at once (a start-up) go in file order: each index of `events` then
+        // grows at one end instead of at pages all over it, which with 100,000 rows spill
+        // from SQLite's cache and are read back.
+        let mut order: Vec<&Row> = rows.iter().collect();
+        if rows.len() > BULK_ROWS {
+            order.sort_by(|a, b| (&a.channel, &a.file).cmp(&(&b.channel, &b.file)));
+        }
         let written = self.shared.with_store(|s| {
             s.in_transaction(|s| {
-                for r in &rows {
-                    s.log_event(&r.event(now))?;
-                }
-                Ok(())
+                let events: Vec<NewEvent<'_>> = order.iter().map(|r| r.event(now)).collect();
+                s.log_events(&events)
             })
         });
+        drop(order);
         match written {
             Ok(()) => {
                 // A start-up with a large queue accepts thousands of files at once: one
