@@ -295,8 +295,10 @@ pub async fn run_config(
     for a in &unfinished {
         daemon.reconciling.insert(a.channel.clone());
     }
+    // What the log had pending before this start-up wrote its verdicts.
+    let pending_before = daemon.shared.with_store(|s| s.pending_files());
     daemon.rescan();
-    daemon.log_startup_withdrawals();
+    daemon.log_startup_withdrawals(pending_before);
     daemon.notifier.ready();
     tracing::info!(
         channels = daemon.config.channels.len(),
@@ -1004,8 +1006,10 @@ impl Daemon {
     }
 
     /// Files the log had pending that left the queue while the daemon was not running.
-    fn log_startup_withdrawals(&mut self) {
-        let pending = match self.shared.with_store(|s| s.pending_files()) {
+    /// `pending`: the files the log had pending before the start-up's listing (reading
+    /// them after it would read back every verdict it just wrote).
+    fn log_startup_withdrawals(&mut self, pending: crate::store::Result<HashSet<String>>) {
+        let pending = match pending {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!("could not read the pending files from the log: {e}");
