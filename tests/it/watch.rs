@@ -297,6 +297,31 @@ async fn paths_are_spelled_like_the_queue_root_given() {
 
 // --- moving files and notes -------------------------------------------------------------
 
+#[tokio::test]
+async fn reading_queued_files_makes_no_watch_events() {
+    // notify 8 watched opens and read-only closes too: every file the daemon read (all of
+    // them at start-up), and every file `check` or `plan` read beside it, came back as two
+    // events for the watcher to throw away.
+    let mut s = Setup::new();
+    for i in 0..200 {
+        fs::write(s.q(&format!("shop/{i:03}.md")), "queued before the watch").unwrap();
+    }
+    let (w, mut rx) = start(&s);
+    let before = w.raw_events();
+    for i in 0..200 {
+        assert_eq!(
+            read(&s.q(&format!("shop/{i:03}.md"))),
+            "queued before the watch"
+        );
+    }
+    assert_eq!(s.until_marker(&mut rx).await, vec![]);
+    assert_eq!(
+        w.raw_events() - before,
+        1,
+        "reading 200 queued files made watch events (the marker's rename is the one expected)"
+    );
+}
+
 fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap()
 }
