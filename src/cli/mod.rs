@@ -257,8 +257,13 @@ pub fn review_queue(loaded: &Loaded, now: Timestamp) -> (Review, LogView, Vec<Di
     };
     let names: Vec<&str> = config.channels.iter().map(|c| c.name.as_str()).collect();
     let scan = queue::scan(&config.queue, &names);
-    let source = review::LogSource::new(store.as_ref(), config);
-    (review::review(config, scan, &source, now), log, notes)
+    let review = match &store {
+        Some(s) => s.reading(|s| {
+            review::review(config, scan, &review::LogSource::new(Some(s), config), now)
+        }),
+        None => review::review(config, scan, &review::LogSource::new(None, config), now),
+    };
+    (review, log, notes)
 }
 
 fn unreadable_log(path: &Path, why: &str) -> Diagnostic {

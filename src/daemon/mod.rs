@@ -707,13 +707,15 @@ impl Daemon {
         let skip = |name: &str| awaiting.contains(name);
         let outcome = {
             let guard = self.shared.store.lock().unwrap_or_else(|p| p.into_inner());
-            let ctx = Ctx {
-                config: &self.config,
-                store: &guard,
-                skip: &skip,
-                now,
-            };
-            f(&mut self.picture, &ctx)
+            guard.reading(|store| {
+                let ctx = Ctx {
+                    config: &self.config,
+                    store,
+                    skip: &skip,
+                    now,
+                };
+                f(&mut self.picture, &ctx)
+            })
         };
         self.apply(outcome, now);
     }

@@ -250,6 +250,21 @@ impl Store {
         }
     }
 
+    /// Runs `f`, which only reads, inside one read transaction: a listing's look-ups (three
+    /// per file, and a near-duplicate check per post) then share one snapshot and one lock
+    /// of the database file. Each query on its own takes the file's shared lock and gives
+    /// it back (two `fcntl` calls and a check of the WAL index), which was half of what a
+    /// 100,000-file start-up spent on the log's facts about its files. Inside a
+    /// transaction already, or if one cannot begin, `f` simply runs.
+    pub fn reading<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
+        let began = self.conn.is_autocommit() && self.conn.execute_batch("BEGIN").is_ok();
+        let out = f(self);
+        if began && self.conn.execute_batch("COMMIT").is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        out
+    }
+
     /// Files the log last saw as pending (accepted or held, with nothing final after):
     /// a file among these that is gone from the queue was withdrawn.
     pub fn pending_files(&self) -> Result<HashSet<String>> {

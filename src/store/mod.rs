@@ -832,6 +832,55 @@ mod tests {
     }
 
     #[test]
+    fn a_listing_reads_the_log_in_one_transaction() {
+        // Store::reading: the look-ups inside share one read transaction (one lock of the
+        // file for all, not one per query). Seen from outside: one snapshot, so a write
+        // another connection commits meanwhile shows only after it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let store = Store::open(&path).unwrap();
+        let other = Store::open(&path).unwrap();
+        let accepted = NewEvent {
+            time: t("2026-11-28T10:00:00Z"),
+            channel: "shop-x",
+            platform: Platform::named("x").unwrap(),
+            file: "shop-x/a.md",
+            hash: Some("abc"),
+            status: "accepted",
+            detail: "",
+            attempt: None,
+        };
+        let first_seen = |s: &Store| s.file_facts("shop-x/a.md", "abc").unwrap().first_seen;
+        store.reading(|s| {
+            assert_eq!(first_seen(s), None);
+            other.log_event(&accepted).unwrap();
+            assert_eq!(
+                first_seen(s),
+                None,
+                "the second look-up saw a row committed after the first: not one transaction"
+            );
+        });
+        assert_eq!(first_seen(&store), Some(t("2026-11-28T10:00:00Z")));
+        // Inside a transaction already, it simply runs in that one.
+        let mut store = store;
+        store
+            .in_transaction(|s| {
+                s.log_event(&NewEvent {
+                    file: "shop-x/b.md",
+                    ..accepted
+                })?;
+                assert!(
+                    s.reading(|s| s.file_facts("shop-x/b.md", "abc"))?
+                        .first_seen
+                        .is_some()
+                );
+                Ok(())
+            })
+            .unwrap();
+        assert!(store.conn.is_autocommit());
+    }
+
+    #[test]
     fn a_per_file_query_is_not_compiled_again_for_each_file() {
         // SQLite built with STAT4 recompiles `WHERE file = ?1` at every new binding unless
         // the query planner's stability guarantee is on (`Store::configure`).
