@@ -906,7 +906,6 @@ impl Daemon {
                 s.log_events(&events)
             })
         });
-        drop(order);
         match written {
             Ok(()) => {
                 // A start-up with a large queue accepts thousands of files at once: one
