@@ -295,8 +295,6 @@ async fn paths_are_spelled_like_the_queue_root_given() {
     );
 }
 
-// --- moving files and notes -------------------------------------------------------------
-
 #[tokio::test]
 async fn reading_queued_files_makes_no_watch_events() {
     // notify 8 watched opens and read-only closes too: every file the daemon read (all of
@@ -321,6 +319,8 @@ async fn reading_queued_files_makes_no_watch_events() {
         "reading 200 queued files made watch events (the marker's rename is the one expected)"
     );
 }
+
+// --- moving files and notes -------------------------------------------------------------
 
 fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap()
