@@ -878,12 +878,16 @@ pub struct Preparer {
 
 impl Prepared {
     fn without_prefix(fingerprint: &Fingerprint) -> Prepared {
+        Prepared::with(fingerprint, buckets(fingerprint), Vec::new())
+    }
+
+    fn with(fingerprint: &Fingerprint, buckets: Buckets, prefix: Vec<u32>) -> Prepared {
         Prepared {
             text: fingerprint.normalized().into(),
             size: u32::try_from(fingerprint.gram_count()).expect("fewer than 2^32 grams"),
-            buckets: buckets(fingerprint),
+            buckets,
             short: fingerprint.is_short(),
-            prefix: Vec::new(),
+            prefix,
         }
     }
 }
@@ -897,13 +901,7 @@ impl Preparer {
         } else {
             index_prefix_of(&self.order, self.threshold, tokens.iter().copied())
         };
-        Prepared {
-            text: fingerprint.normalized().into(),
-            size: u32::try_from(fingerprint.gram_count()).expect("fewer than 2^32 grams"),
-            buckets: buckets_of(tokens.into_iter()),
-            short: fingerprint.is_short(),
-            prefix,
-        }
+        Prepared::with(fingerprint, buckets_of(tokens.into_iter()), prefix)
     }
 }
 

@@ -257,11 +257,10 @@ pub fn review_queue(loaded: &Loaded, now: Timestamp) -> (Review, LogView, Vec<Di
     };
     let names: Vec<&str> = config.channels.iter().map(|c| c.name.as_str()).collect();
     let scan = queue::scan(&config.queue, &names);
+    let judge = |s| review::review(config, scan, &review::LogSource::new(s, config), now);
     let review = match &store {
-        Some(s) => s.reading(|s| {
-            review::review(config, scan, &review::LogSource::new(Some(s), config), now)
-        }),
-        None => review::review(config, scan, &review::LogSource::new(None, config), now),
+        Some(s) => s.reading(|_| judge(Some(s))),
+        None => judge(None),
     };
     (review, log, notes)
 }
