@@ -203,8 +203,12 @@ impl<K: Sync> PendingIndex<K> {
                 if p.token != token || p.doc as usize >= r {
                     break;
                 }
-                let k = usize::from(p.size).wrapping_sub(size_lo);
-                if j_limits.get(k).is_some_and(|&j| p.pos < j) {
+                // Ranks follow sizes: past the largest size this position can pass for,
+                // so are the rest of the token's postings.
+                let Some(&j) = j_limits.get(usize::from(p.size).wrapping_sub(size_lo)) else {
+                    break;
+                };
+                if p.pos < j {
                     met.push(p.doc);
                 }
             }
