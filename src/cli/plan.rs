@@ -52,6 +52,7 @@ pub fn run(config_path: Option<&Path>, args: Args, clock: &dyn Clock, out: &Outp
         eprintln!("{}", out.show(n));
     }
     let plan = simulate::simulate(&review.sim_channels(config, &log), from, until);
+    let _stdout = super::BufferedStdout::start();
 
     if args.json {
         for p in &plan {
