@@ -1374,6 +1374,12 @@ mod tests {
                 joined.push((d, hits));
             });
             prop_assert_eq!(joined, expected);
+            // Its own postings serve the look-ups, removals and inserts that follow.
+            for q in &fps {
+                prop_assert_eq!(fresh.find(q, t), brute(&live, q, t));
+            }
+            prop_assert!(fresh.remove(0).is_some());
+            prop_assert_eq!(fresh.find(&fps[0], t), brute(&live[1..], &fps[0], t));
             // A higher threshold than the index's is served too.
             let (q, higher) = (&fps[0], f64::max(t, 0.95));
             prop_assert_eq!(index.find(q, higher), brute(&live, q, higher));
