@@ -258,6 +258,18 @@ impl Need {
         let alpha = at_least(self.ratio * (a + b) as f64);
         (alpha, alpha.min(SHARED_IN_PREFIX))
     }
+
+    /// For a query of `a` grams and a partner of `b`: the query's prefix positions that
+    /// can pass (`i < a − α + e`), the partner's (`j < b − α + e`), α and e.
+    fn limits(self, a: usize, b: usize) -> (usize, usize, usize, usize) {
+        let (alpha, e) = self.of(a, b);
+        (
+            (a + e).saturating_sub(alpha),
+            (b + e).saturating_sub(alpha),
+            alpha,
+            e,
+        )
+    }
 }
 
 impl<K> PendingIndex<K> {
@@ -676,15 +688,7 @@ impl<K> PendingIndex<K> {
         // positions that can pass (`i < a − α + e`), the post's positions that can
         // (`j < b − α + e`), and α and e.
         let span = size_hi.saturating_sub(size_lo);
-        let limits = |b: usize| {
-            let (alpha, e) = need.of(a, b);
-            (
-                (a + e).saturating_sub(alpha),
-                (b + e).saturating_sub(alpha),
-                alpha,
-                e,
-            )
-        };
+        let limits = |b: usize| need.limits(a, b);
         table.clear();
         if span < 4096 {
             table.extend((size_lo..=size_hi).map(limits));
@@ -1293,6 +1297,11 @@ mod tests {
     /// pairs sit near any threshold, and prefixes are much shorter than the texts (the
     /// position and count tests decide).
     fn edited() -> impl Strategy<Value = String> {
+        edited_of(20..60)
+    }
+
+    /// [`edited`] texts of as many words as `lengths` gives.
+    pub(super) fn edited_of(lengths: std::ops::Range<usize>) -> impl Strategy<Value = String> {
         let words = [
             "linen", "shirts", "summer", "sale", "friday", "colour", "every", "size", "half",
             "price", "mail", "repair", "workshop", "december", "冬季", "促销", "全场", "八折",
@@ -1301,7 +1310,7 @@ mod tests {
         (
             0..3usize,
             prop::collection::vec((0..60usize, prop::sample::select(words.to_vec())), 0..12),
-            20..60usize,
+            lengths,
         )
             .prop_map(move |(base, edits, len)| {
                 let mut w: Vec<&str> = (0..len)

@@ -169,15 +169,7 @@ impl<K: Sync> PendingIndex<K> {
         // Per partner size from `size_lo` to `a`: the probe positions that can pass, the
         // partner's positions that can, α and e (as `find_with`).
         table.clear();
-        table.extend((size_lo..=a).map(|b| {
-            let (alpha, e) = need.of(a, b);
-            (
-                (a + e).saturating_sub(alpha),
-                (b + e).saturating_sub(alpha),
-                alpha,
-                e,
-            )
-        }));
+        table.extend((size_lo..=a).map(|b| need.limits(a, b)));
         j_limits.clear();
         j_limits.extend(table.iter().map(|l| saturated(l.1)));
         let probe = &prefix[..self.probe_len(a, t)];
@@ -303,29 +295,12 @@ mod tests {
     use super::super::GramOrder;
     use std::sync::Arc;
 
-    /// Texts of 8 to 60 words from a few base texts with edits, and short ones: sizes
-    /// spread widely (the join's window by size matters), many pairs near any threshold.
+    /// Texts of 8 to 60 words a few edits away from one of three base texts, and short
+    /// ones: sizes spread widely (the join's window by size matters), many pairs near any
+    /// threshold.
     fn text() -> impl Strategy<Value = String> {
-        let words = [
-            "linen", "shirts", "summer", "sale", "friday", "colour", "size", "half", "price",
-            "repair", "workshop", "冬季", "促销", "全场", "八折", "new", "the",
-        ];
         prop_oneof![
-            4 => (
-                0..3usize,
-                prop::collection::vec((0..60usize, prop::sample::select(words.to_vec())), 0..10),
-                8..60usize,
-            )
-                .prop_map(move |(base, edits, len)| {
-                    let mut w: Vec<&str> = (0..len)
-                        .map(|i| words[(i * (base + 3) + base * 7 + i / 5) % words.len()])
-                        .collect();
-                    for (at, word) in edits {
-                        let at = at % w.len();
-                        w[at] = word;
-                    }
-                    w.join(" ")
-                }),
+            4 => super::super::tests::edited_of(8..60),
             1 => prop::sample::select(vec!["ok", "OK!", "", "sale", "a b"]).prop_map(String::from),
         ]
     }
