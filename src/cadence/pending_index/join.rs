@@ -68,6 +68,9 @@ impl<K: Sync> PendingIndex<K> {
                 SCRATCH.with(|s| self.join_one(&ranked, r, t, &mut s.borrow_mut()))
             },
             |r, found| {
+                if full.load(Ordering::Relaxed) {
+                    return; // given up: the answers still coming are dropped
+                }
                 let x = ranked.handles[r];
                 for (y, sim) in found {
                     let y = ranked.handles[y as usize];
@@ -75,6 +78,7 @@ impl<K: Sync> PendingIndex<K> {
                 }
                 if pairs.len() > MAX_PAIRS {
                     full.store(true, Ordering::Relaxed);
+                    pairs = Vec::new();
                 }
             },
         );
