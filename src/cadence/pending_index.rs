@@ -380,9 +380,9 @@ impl<K> PendingIndex<K> {
     /// in handle order on the calling thread: start-up's self-join.
     ///
     /// When the index holds only these posts, the pairs are found smallest post first on
-    /// every core and handed out after (`join`: a third of the streaming way's time at
-    /// 100,000 posts).
-    /// Otherwise, or when there are more pairs than that keeps, the streaming way: each
+    /// every core and handed out after (`join`: a quarter of the postings read, 13 % less
+    /// time at 100,000 posts, see BENCHMARKS.md). Otherwise, or when there are more pairs
+    /// than that keeps, the streaming way: each
     /// post looked up among the ones before it on every core (the index is only read), a
     /// bounded number ahead of `each` ([`crate::parallel::map_in_order`]), so the answers
     /// waiting in memory stay bounded however many near-duplicates there are. Either way a

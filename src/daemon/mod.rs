@@ -1697,7 +1697,7 @@ const BULK_ROWS: usize = 50;
 /// Makes every allocation of 128 KiB or more a mapping of its own, returned to the system
 /// when freed. glibc starts with that threshold but raises it each time such a block is
 /// freed (up to 32 MiB), so after start-up's large temporary vectors (the self-join's
-/// postings, the read files' texts) the next ones came from the heap, between blocks that
+/// postings and pairs among them) the next ones came from the heap, between blocks that
 /// stay: idle memory with 10,000 queued was 43–44 MB instead of 40 (`rss` part, see
 /// BENCHMARKS.md). A fixed threshold turns that raising off.
 fn keep_large_blocks_apart() {

@@ -266,6 +266,9 @@ fn seek(run: &[Posting], from: usize, token: u32, lo: DocId) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use super::super::GramOrder;
     use super::*;
     use crate::cadence::similarity::similarity;
     use proptest::prelude::*;
@@ -295,9 +298,6 @@ mod tests {
         let (ids, prefixes) = index.insert_prepared_keeping_prefixes(prepared, |p| p);
         (index, ids, prefixes)
     }
-
-    use super::super::GramOrder;
-    use std::sync::Arc;
 
     /// Texts of 8 to 60 words a few edits away from one of three base texts, and short
     /// ones: sizes spread widely (the join's window by size matters), many pairs near any
