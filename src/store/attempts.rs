@@ -255,14 +255,12 @@ impl Store {
     /// of the database file. Each query on its own takes the file's shared lock and gives
     /// it back (two `fcntl` calls and a check of the WAL index), which was half of what a
     /// 100,000-file start-up spent on the log's facts about its files. Inside a
-    /// transaction already, or if one cannot begin, `f` simply runs.
+    /// transaction already, or if one cannot begin, `f` simply runs. If `f` panics, the
+    /// transaction ends anyway: the connection is never left in an old snapshot.
     pub fn reading<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
         let began = self.conn.is_autocommit() && self.conn.execute_batch("BEGIN").is_ok();
-        let out = f(self);
-        if began && self.conn.execute_batch("COMMIT").is_err() {
-            let _ = self.conn.execute_batch("ROLLBACK");
-        }
-        out
+        let _end = began.then(|| EndOnDrop(&self.conn));
+        f(self)
     }
 
     /// Files the log last saw as pending (accepted or held, with nothing final after):
@@ -408,6 +406,18 @@ impl Store {
             .into_iter()
             .map(|a| (a.file, (a.state, a.hash)))
             .collect())
+    }
+}
+
+/// Ends the read transaction [`Store::reading`] began, however `f` returned: a commit, or
+/// if that fails a rollback (nothing was written inside).
+struct EndOnDrop<'c>(&'c rusqlite::Connection);
+
+impl Drop for EndOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.0.execute_batch("COMMIT").is_err() {
+            let _ = self.0.execute_batch("ROLLBACK");
+        }
     }
 }
 

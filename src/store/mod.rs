@@ -879,6 +879,28 @@ mod tests {
             })
             .unwrap();
         assert!(store.conn.is_autocommit());
+        // A panic inside ends the transaction too: later look-ups see later rows.
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.reading(|_| panic!("a bug in a listing"))
+        }));
+        assert!(caught.is_err());
+        assert!(
+            store.conn.is_autocommit(),
+            "left inside the read transaction"
+        );
+        other
+            .log_event(&NewEvent {
+                file: "shop-x/c.md",
+                ..accepted
+            })
+            .unwrap();
+        assert!(
+            store
+                .file_facts("shop-x/c.md", "abc")
+                .unwrap()
+                .first_seen
+                .is_some()
+        );
     }
 
     #[test]
