@@ -164,7 +164,7 @@ pub(super) struct Picture {
     /// Files the watcher said are complete, and when: taken even if just modified.
     ready: HashMap<PathBuf, Instant>,
     /// When a hold by a published post ends (it leaves its window): judge again then.
-    hold_ends: BTreeSet<(Timestamp, Box<str>)>,
+    hold_ends: HoldEnds,
     /// Post files read so far: what an event costs, for the tests that pin it.
     reads: u64,
     /// The channels as `Holds` sees them.
@@ -189,7 +189,7 @@ impl Picture {
             holds: Holds::new(review::channel_views(config)),
             settling: BTreeSet::new(),
             ready: HashMap::new(),
-            hold_ends: BTreeSet::new(),
+            hold_ends: HoldEnds::default(),
             reads: 0,
             views: review::channel_views(config),
             deferred: None,
@@ -322,7 +322,7 @@ impl Picture {
 
     /// The next end of a hold by a published post.
     pub fn next_hold_end(&self) -> Option<Timestamp> {
-        self.hold_ends.first().map(|(t, _)| *t)
+        self.hold_ends.first()
     }
 
     /// The watcher said `path` is complete.
@@ -530,13 +530,7 @@ impl Picture {
 
     /// Holds by published posts whose window ended: judged again.
     pub fn hold_ends_due(&mut self, ctx: &Ctx<'_>) -> Outcome {
-        let mut ids = Vec::new();
-        while let Some((at, _)) = self.hold_ends.first() {
-            if *at > ctx.now {
-                break;
-            }
-            ids.push(self.hold_ends.pop_first().expect("just looked").1);
-        }
+        let ids = self.hold_ends.take_due(ctx.now);
         let refs: Vec<&str> = ids.iter().map(|s| &**s).collect();
         let result = self.holds.recheck(&refs, &ctx.log(), ctx.now);
         self.hold_changes(ctx, result)
@@ -854,13 +848,48 @@ impl Picture {
                 }),
                 _ => continue,
             };
-            self.hold_ends.retain(|(_, s)| **s != *id);
-            if let Some(end) = self.holds.past_hold_ends(&id) {
-                self.hold_ends.insert((end, id.as_str().into()));
-            }
+            self.hold_ends.set(&id, self.holds.past_hold_ends(&id));
             out.changes.push(Change { id, verdict });
         }
         out
+    }
+}
+
+/// When each hold by a published post ends: by time, for the loop's next timer, and by
+/// file, so a file's end is replaced without a walk over everyone's (a start-up judges
+/// every file, and each used to walk all the ends found so far).
+#[derive(Debug, Default)]
+struct HoldEnds {
+    by_time: BTreeSet<(Timestamp, Box<str>)>,
+    by_file: HashMap<Box<str>, Timestamp>,
+}
+
+impl HoldEnds {
+    fn first(&self) -> Option<Timestamp> {
+        self.by_time.first().map(|(t, _)| *t)
+    }
+
+    /// `id`'s hold by a published post now ends at `end`, or there is none.
+    fn set(&mut self, id: &str, end: Option<Timestamp>) {
+        if let Some((id, old)) = self.by_file.remove_entry(id) {
+            self.by_time.remove(&(old, id));
+        }
+        if let Some(end) = end {
+            let id: Box<str> = id.into();
+            self.by_time.insert((end, id.clone()));
+            self.by_file.insert(id, end);
+        }
+    }
+
+    /// The files whose hold ended by `now`, taken out.
+    fn take_due(&mut self, now: Timestamp) -> Vec<Box<str>> {
+        let mut ids = Vec::new();
+        while self.first().is_some_and(|at| at <= now) {
+            let (_, id) = self.by_time.pop_first().expect("just looked");
+            self.by_file.remove(&id);
+            ids.push(id);
+        }
+        ids
     }
 }
 
@@ -890,6 +919,31 @@ mod tests {
     //! finds.
 
     use super::*;
+
+    #[test]
+    fn a_files_hold_end_is_replaced_not_added_and_taken_once_when_due() {
+        let at = |hour: i64| Timestamp::from_second(hour * 3600).unwrap();
+        let mut ends = HoldEnds::default();
+        ends.set("c/a.md", Some(at(5)));
+        ends.set("c/b.md", Some(at(3)));
+        ends.set("c/a.md", Some(at(1)));
+        assert_eq!(
+            ends.first(),
+            Some(at(1)),
+            "a's new end replaced its old one"
+        );
+        ends.set("c/b.md", None);
+        assert_eq!(ends.take_due(at(0)), Vec::<Box<str>>::new());
+        assert_eq!(
+            ends.take_due(at(10)),
+            [Box::from("c/a.md")],
+            "a once, b no more"
+        );
+        assert_eq!(ends.first(), None);
+        assert!(ends.by_file.is_empty());
+        ends.set("c/a.md", Some(at(7)));
+        assert_eq!(ends.first(), Some(at(7)), "a taken out can be held again");
+    }
 
     struct Setup {
         dir: tempfile::TempDir,
