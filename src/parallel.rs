@@ -69,7 +69,7 @@ pub fn map_in_order<T: Send>(
 }
 
 /// Threads for work on every core: one per core, up to [`MAX_WORKERS`].
-fn workers() -> usize {
+pub fn workers() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(MAX_WORKERS)

@@ -88,23 +88,81 @@ impl Past for LogSource<'_> {
         let Some(store) = self.store else {
             return Ok(Vec::new());
         };
-        let dry: Vec<&str> = self.dry_run.iter().map(String::as_str).collect();
-        let rows = store
-            .near_posts(fingerprint, threshold, since, &dry)
-            .map_err(|e| e.to_string())?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                Some(PastHit {
-                    platform: Platform::parse(&r.platform)?.name(),
-                    id: r.file,
-                    channel: r.channel,
-                    at: r.at,
-                    similarity: r.similarity,
-                })
-            })
-            .collect())
+        near_in(store, &self.dry_run, fingerprint, threshold, since)
     }
+
+    /// A read-only connection for each core, each with the log's sketch of token counts.
+    /// If one cannot be opened, the look-ups stay on this thread's connection.
+    fn shared(&self) -> Option<Box<dyn Past + Sync + '_>> {
+        let store = self.store?;
+        let readers: store::Result<Vec<Store>> = (0..crate::parallel::workers())
+            .map(|_| store.reader())
+            .collect();
+        match readers {
+            Ok(readers) => Some(Box::new(SharedLog {
+                readers: readers.into_iter().map(std::sync::Mutex::new).collect(),
+                dry_run: &self.dry_run,
+            })),
+            Err(e) => {
+                tracing::warn!(error = %e, "the log's look-ups stay on one core");
+                None
+            }
+        }
+    }
+}
+
+/// The log for look-ups on several threads: a connection each (one serves one thread at
+/// a time), taken from those no other thread holds.
+struct SharedLog<'a> {
+    readers: Vec<std::sync::Mutex<Store>>,
+    dry_run: &'a [String],
+}
+
+impl Past for SharedLog<'_> {
+    fn near(
+        &self,
+        fingerprint: &Fingerprint,
+        threshold: f64,
+        since: Timestamp,
+    ) -> Result<Vec<PastHit>, String> {
+        // One per worker: a free one is there unless more threads ask than were counted.
+        let store = self
+            .readers
+            .iter()
+            .find_map(|r| r.try_lock().ok())
+            .unwrap_or_else(|| {
+                self.readers[0]
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            });
+        near_in(&store, self.dry_run, fingerprint, threshold, since)
+    }
+}
+
+/// The posts of the log in `store` near `fingerprint`, as [`Past::near`] gives them.
+fn near_in(
+    store: &Store,
+    dry_run: &[String],
+    fingerprint: &Fingerprint,
+    threshold: f64,
+    since: Timestamp,
+) -> Result<Vec<PastHit>, String> {
+    let dry: Vec<&str> = dry_run.iter().map(String::as_str).collect();
+    let rows = store
+        .near_posts(fingerprint, threshold, since, &dry)
+        .map_err(|e| e.to_string())?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(PastHit {
+                platform: Platform::parse(&r.platform)?.name(),
+                id: r.file,
+                channel: r.channel,
+                at: r.at,
+                similarity: r.similarity,
+            })
+        })
+        .collect())
 }
 
 #[derive(Debug, Clone)]

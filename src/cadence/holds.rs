@@ -172,6 +172,24 @@ pub trait Past {
         threshold: f64,
         since: Timestamp,
     ) -> Result<Vec<PastHit>, String>;
+
+    /// The same posts for look-ups from several threads at once, where that is possible:
+    /// [`Holds::insert_all`] then checks each post against them on every core. `None`: on
+    /// the calling thread only.
+    fn shared(&self) -> Option<Box<dyn Past + Sync + '_>> {
+        None
+    }
+}
+
+impl<P: Past + ?Sized> Past for &P {
+    fn near(
+        &self,
+        fingerprint: &Fingerprint,
+        threshold: f64,
+        since: Timestamp,
+    ) -> Result<Vec<PastHit>, String> {
+        (**self).near(fingerprint, threshold, since)
+    }
 }
 
 /// Published posts held in memory, for tests and small logs.
@@ -217,6 +235,10 @@ impl Past for PastPosts {
                 }
             })
             .collect())
+    }
+
+    fn shared(&self) -> Option<Box<dyn Past + Sync + '_>> {
+        Some(Box::new(self))
     }
 }
 
@@ -465,24 +487,34 @@ impl Holds {
                 (text, Some((id, channel, first_seen, modified)))
             })
             .unzip();
-        // Each post's grams and index prefix on every core; its check against the log here
-        // (the log is this thread's). A post the log could not be read for is left out.
+        // Each post's grams, index prefix and check against the log on every core (the log
+        // shared if it can be: its look-ups were most of a start-up with a history), else
+        // the check here. A post the log could not be read for is left out.
         let preparer = self.index.preparer();
         let mut prepared = Vec::with_capacity(texts.len());
         let mut kept: Vec<usize> = Vec::with_capacity(texts.len());
         let mut rest = Vec::with_capacity(texts.len());
         let rules = &self.rules;
+        let channels: Vec<usize> = metas
+            .iter()
+            .map(|m| m.as_ref().expect("all there").1)
+            .collect();
+        let shared = past.shared();
+        let shared = shared.as_deref();
         crate::parallel::map_in_order(
             texts.len(),
             PREPARE_IN_PARALLEL_FROM,
             |i| {
                 let fingerprint = Fingerprint::of_normalized(&texts[i]);
                 let p = preparer.prepare(&fingerprint);
-                (fingerprint, p)
+                let hold = shared.map(|log| rules.best_past(channels[i], &fingerprint, log, now));
+                (fingerprint, p, hold)
             },
-            |i, (fingerprint, p)| {
+            |i, (fingerprint, p, hold)| {
                 let (id, channel, first_seen, modified) = metas[i].take().expect("taken once");
-                match rules.best_past(channel, &fingerprint, past, now) {
+                let hold =
+                    hold.unwrap_or_else(|| rules.best_past(channel, &fingerprint, past, now));
+                match hold {
                     Ok(hold) => {
                         prepared.push((kept.len() as u32, p));
                         kept.push(i);

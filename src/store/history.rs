@@ -373,6 +373,13 @@ impl Store {
             .unwrap_or(0))
     }
 
+    /// A copy of the sketch of token counts (built first if need be), for a reader, and
+    /// the last attempt it counts.
+    pub(super) fn sketch_copy(&self) -> Result<(Sketch, i64)> {
+        let sketch = self.with_sketch(Sketch::clone)?;
+        Ok((sketch, self.indexed_up_to()?))
+    }
+
     /// The sketch of token counts, built from the lists on first use.
     fn with_sketch<T>(&self, f: impl FnOnce(&Sketch) -> T) -> Result<T> {
         if self.sketch.borrow().is_none() {
@@ -500,7 +507,8 @@ impl Store {
         }
         // Attempts recorded after the index was last brought up to date (none, normally).
         let indexed = self.indexed_up_to()?;
-        candidates.extend(self.unindexed_after(indexed)?);
+        let counted = self.sketch_upto.map_or(indexed, |upto| upto.min(indexed));
+        candidates.extend(self.unindexed_after(counted)?);
         candidates.sort_unstable();
         candidates.dedup();
 
@@ -643,6 +651,31 @@ mod tests {
     }
 
     const SALE: &str = "Summer sale begins Friday with new linen shirts in every size and colour at half price by mail";
+
+    #[test]
+    fn a_reader_finds_what_its_store_finds_and_the_posts_recorded_after_it_was_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db")).unwrap();
+        record(&mut store, "m/a.md", SALE, "2026-11-20T09:00:00Z", false);
+        let since = t("2026-11-01T00:00:00Z");
+        let sale = Fingerprint::of_text(SALE);
+        let reader = store.reader().unwrap();
+        let found = store.near_posts(&sale, 0.8, since, &[]).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(reader.near_posts(&sale, 0.8, since, &[]).unwrap(), found);
+
+        // Tokens its copy of the sketch never counted: still found.
+        const REPAIR: &str =
+            "Our free repair workshop is back on 12 December, bring your broken lamps";
+        let later = record(&mut store, "m/b.md", REPAIR, "2026-11-21T09:00:00Z", false);
+        let repair = Fingerprint::of_text(REPAIR);
+        let found = reader.near_posts(&repair, 0.8, since, &[]).unwrap();
+        assert_eq!(found.iter().map(|p| p.attempt).collect::<Vec<_>>(), [later]);
+        assert_eq!(found, store.near_posts(&repair, 0.8, since, &[]).unwrap());
+
+        // Only for reading.
+        assert!(reader.conn.execute("DELETE FROM attempts", []).is_err());
+    }
 
     #[test]
     fn finds_near_duplicates_in_the_window_that_still_count() {

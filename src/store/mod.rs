@@ -211,6 +211,9 @@ pub struct Store {
     identity: Option<(u64, u64)>,
     /// How many indexed posts hold each gram token, roughly (see `history`).
     sketch: std::cell::RefCell<Option<history::Sketch>>,
+    /// For a [`Store::reader`]: the last attempt its copy of the sketch counts. Later ones
+    /// are checked one by one, as if not indexed yet (the copy does not learn them).
+    sketch_upto: Option<i64>,
 }
 
 /// A new row of the log.
@@ -291,6 +294,7 @@ impl Store {
             path: path.to_path_buf(),
             identity: None,
             sketch: Default::default(),
+            sketch_upto: None,
         };
         store.configure()?;
         store.migrate()?;
@@ -343,6 +347,7 @@ impl Store {
             path: path.to_path_buf(),
             identity: identity(path),
             sketch: Default::default(),
+            sketch_upto: None,
         };
         let version = store.user_version()?;
         if version > MIGRATIONS.len() as i64 {
@@ -363,7 +368,42 @@ impl Store {
         &self.path
     }
 
+    /// Another connection to this database, for reading only, with this one's sketch of
+    /// token counts: for near-duplicate look-ups on another thread (a connection serves
+    /// one thread at a time). An error if the path no longer names the file opened here.
+    pub fn reader(&self) -> Result<Store> {
+        let mut store = Store::open_read_only(&self.path)?.ok_or_else(|| StoreError::Gone {
+            path: self.path.clone(),
+        })?;
+        if self.identity.is_some() && store.identity != self.identity {
+            return Err(StoreError::Replaced {
+                path: self.path.clone(),
+            });
+        }
+        store.configure_statements()?;
+        let (sketch, upto) = self.sketch_copy()?;
+        *store.sketch.borrow_mut() = Some(sketch);
+        store.sketch_upto = Some(upto);
+        Ok(store)
+    }
+
     fn configure(&self) -> Result<()> {
+        self.configure_statements()?;
+        self.conn
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| self.err(e))
+    }
+
+    fn configure_statements(&self) -> Result<()> {
         // The statements the daemon runs per post are prepared once and kept: more than
         // rusqlite's default 16, and parsing them again was a visible part of a slot with
         // 1,000 channels due.
@@ -378,18 +418,7 @@ impl Store {
                 true,
             )
             .map_err(|e| self.err(e))?;
-        self.conn
-            .busy_timeout(Duration::from_secs(5))
-            .map_err(|e| self.err(e))?;
-        self.conn
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| self.err(e))?;
-        self.conn
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| self.err(e))?;
-        self.conn
-            .pragma_update(None, "foreign_keys", "ON")
-            .map_err(|e| self.err(e))
+        Ok(())
     }
 
     fn user_version(&self) -> Result<i64> {
