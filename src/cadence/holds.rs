@@ -190,6 +190,10 @@ impl<P: Past + ?Sized> Past for &P {
     ) -> Result<Vec<PastHit>, String> {
         (**self).near(fingerprint, threshold, since)
     }
+
+    fn shared(&self) -> Option<Box<dyn Past + Sync + '_>> {
+        (**self).shared()
+    }
 }
 
 /// Published posts held in memory, for tests and small logs.
@@ -499,7 +503,9 @@ impl Holds {
             .iter()
             .map(|m| m.as_ref().expect("all there").1)
             .collect();
-        let shared = past.shared();
+        // Only where the work is spread: a reader is a connection opened.
+        let spread = texts.len() >= PREPARE_IN_PARALLEL_FROM && crate::parallel::workers() > 1;
+        let shared = if spread { past.shared() } else { None };
         let shared = shared.as_deref();
         crate::parallel::map_in_order(
             texts.len(),
