@@ -705,18 +705,29 @@ fn intake_once(files: usize, history: usize, drops: usize, seed: u64) -> Vec<Dur
     times
 }
 
-/// Start-up with a large queue and an empty log: until `READY=1` and every file accepted,
-/// against reading those files once.
+/// Start-up with a large queue and an empty log (or `--history` published posts in it):
+/// until `READY=1` and every file accepted, against reading those files once.
 fn startup(opts: &Opts) {
     let files = opts.files.unwrap_or(100_000);
     let p = Project::new(1_000, Slots::Never, None);
     let mut rng = Rng(3);
+    if let Some(history) = opts.history {
+        p.history(history, &mut rng);
+        // A first start indexes the posts written here behind its back (once per log;
+        // the daemon indexes each post as it records it): not what is measured.
+        let mut d = p.start();
+        d.wait_ready(Duration::from_secs(900));
+        d.stop();
+        println!("with {history} posts of history (indexed by a start before)");
+    }
     p.queue_files(files, &mut rng);
     read_queue_once(&p.root().join("queue")); // warm the page cache for both
     let (read, n) = read_queue_once(&p.root().join("queue"));
     let mut d = p.start();
     let ready = d.wait_ready(Duration::from_secs(900));
-    let accepted = d.wait_rows("accepted", files, Duration::from_secs(900));
+    // Each post of the history has its `accepted` row already.
+    let rows = files + opts.history.unwrap_or(0);
+    let accepted = d.wait_rows("accepted", rows, Duration::from_secs(900));
     let rss = rss_of(d.pid());
     let cpu = process_cpu(d.pid());
     d.stop();
