@@ -871,8 +871,8 @@ impl HoldEnds {
 
     /// `id`'s hold by a published post now ends at `end`, or there is none.
     fn set(&mut self, id: &str, end: Option<Timestamp>) {
-        if let Some((id, old)) = self.by_file.remove_entry(id) {
-            self.by_time.remove(&(old, id));
+        if let Some((key, old)) = self.by_file.remove_entry(id) {
+            self.by_time.remove(&(old, key));
         }
         if let Some(end) = end {
             let id: Box<str> = id.into();
