@@ -32,13 +32,13 @@ pub fn map_in_order<T: Send>(
     work: impl Fn(usize) -> T + Sync,
     mut each: impl FnMut(usize, T),
 ) {
-    let workers = workers();
-    if workers < 2 || n < from.max(2) {
+    if !spreads(n, from) {
         for i in 0..n {
             each(i, work(i));
         }
         return;
     }
+    let workers = workers();
     let batches = n.div_ceil(BATCH);
     std::thread::scope(|scope| {
         let work = &work;
@@ -66,6 +66,11 @@ pub fn map_in_order<T: Send>(
             }
         }
     });
+}
+
+/// Whether [`map_in_order`] runs `n` items on worker threads when told to from `from`.
+pub fn spreads(n: usize, from: usize) -> bool {
+    workers() >= 2 && n >= from.max(2)
 }
 
 /// Threads for work on every core: one per core, up to [`MAX_WORKERS`].

@@ -504,7 +504,7 @@ impl Holds {
             .map(|m| m.as_ref().expect("all there").1)
             .collect();
         // Only where the work is spread: a reader is a connection opened.
-        let spread = texts.len() >= PREPARE_IN_PARALLEL_FROM && crate::parallel::workers() > 1;
+        let spread = crate::parallel::spreads(texts.len(), PREPARE_IN_PARALLEL_FROM);
         let shared = if spread { past.shared() } else { None };
         let shared = shared.as_deref();
         crate::parallel::map_in_order(
