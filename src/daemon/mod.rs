@@ -1105,19 +1105,20 @@ impl Daemon {
             inow + Duration::try_from(t.duration_since(now)).unwrap_or(Duration::ZERO)
         };
         let mut deadline = self.next_rescan;
-        let timestamps = self
-            .wakes
-            .iter()
-            .flatten()
-            .copied()
-            .chain(self.picture.next_hold_end());
+        // Without the log nothing is judged, so a settle time or a hold's end that falls
+        // due stays due: waking for it would only wake again at once. The retry judges
+        // everything again from a full listing, these files with the rest.
+        let judging = self.log_unusable.is_none();
+        let (hold_end, settle) = if judging {
+            (self.picture.next_hold_end(), self.picture.next_settle())
+        } else {
+            (None, None)
+        };
+        let timestamps = self.wakes.iter().flatten().copied().chain(hold_end);
         for t in timestamps {
             deadline = deadline.min(at(t));
         }
-        for t in [self.picture.next_settle(), self.retry_at, watchdog_at]
-            .into_iter()
-            .flatten()
-        {
+        for t in [settle, self.retry_at, watchdog_at].into_iter().flatten() {
             deadline = deadline.min(t);
         }
         deadline

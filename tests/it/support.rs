@@ -133,3 +133,14 @@ pub fn distinct_text(k: usize) -> String {
         .collect();
     format!("{}\n", words.join(" "))
 }
+
+/// A child process killed when the test ends, even by a panic (a daemon left running
+/// after its test's folder is gone would run on, unseen).
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
