@@ -131,7 +131,7 @@ struct Daemon {
     adapters: HashMap<String, Arc<AnyAdapter>>,
     /// Channels that cannot run (an unreadable credential...), with the reason.
     disabled: HashMap<String, String>,
-    notifier: systemd::Notifier,
+    notifier: Arc<systemd::Notifier>,
     /// The queue as judged: see `intake`.
     picture: Picture,
     /// Problems already reported, so a bad folder is logged once, not at every wake.
@@ -238,7 +238,7 @@ pub async fn run_config(
     }
     let store = Store::open(&config.database)
         .with_context(|| format!("opening the publish log {}", config.database.display()))?;
-    let notifier = systemd::Notifier::from_env();
+    let notifier = Arc::new(systemd::Notifier::from_env());
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let picture = Picture::new(&config, options.settle);
     let next_rescan = Instant::now() + options.max_sleep;
@@ -568,7 +568,6 @@ impl Daemon {
     }
 
     /// Re-reads the config; a broken one is refused and the old one kept. Returns whether
-    /// Re-reads the config; a broken one is refused and the old one kept. Returns whether
     /// the config was replaced and, if so, whether the queue folder changed (the watcher
     /// must follow).
     async fn reload(&mut self) -> Option<bool> {
@@ -721,9 +720,20 @@ impl Daemon {
         self.apply(outcome, now);
     }
 
-    /// The whole queue, listed again; only changed files are read.
+    /// The whole queue, listed again; only changed files are read. With a large queue
+    /// (and a large log to check it against) this is minutes of work on slow machines,
+    /// during which the loop sends systemd nothing: the review does, as it advances.
     fn rescan(&mut self) {
-        self.update(|p, ctx| p.rescan(ctx));
+        let notifier = Arc::clone(&self.notifier);
+        let mut heartbeat = notifier.heartbeat();
+        let still_working = move || {
+            if heartbeat.due(std::time::Instant::now()) {
+                notifier.still_working();
+            }
+        };
+        crate::parallel::with_progress(still_working, || {
+            self.update(|p, ctx| p.rescan(ctx));
+        });
         release_freed_memory();
     }
 

@@ -4,7 +4,10 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How often a long review tells systemd it is advancing, at most.
+const STILL_WORKING_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default)]
 pub struct Notifier {
@@ -62,6 +65,33 @@ impl Notifier {
         }
     }
 
+    /// While a review of the queue runs on the loop's thread: it advanced, so give it
+    /// more time (`EXTEND_TIMEOUT_USEC`: start-up is not cut off by `TimeoutStartSec=`
+    /// however large the queue) and count it as alive (`WATCHDOG=1`: the loop sends none
+    /// meanwhile). Three intervals of [`Notifier::heartbeat`] each time: a review that
+    /// stops advancing still times out.
+    pub fn still_working(&self) {
+        let extend = 3 * self.heartbeat_every();
+        let mut msg = format!("EXTEND_TIMEOUT_USEC={}", extend.as_micros());
+        if self.watchdog.is_some() {
+            msg.push_str("\nWATCHDOG=1");
+        }
+        self.send(&msg);
+    }
+
+    /// When to call [`Notifier::still_working`] during a long review.
+    pub fn heartbeat(&self) -> Heartbeat {
+        Heartbeat {
+            every: self.heartbeat_every(),
+            next: None,
+        }
+    }
+
+    fn heartbeat_every(&self) -> Duration {
+        self.watchdog_interval()
+            .map_or(STILL_WORKING_EVERY, |w| w.min(STILL_WORKING_EVERY))
+    }
+
     pub fn stopping(&self) {
         self.send("STOPPING=1");
     }
@@ -85,5 +115,54 @@ impl Notifier {
         if let Err(e) = result {
             tracing::debug!(error = %e, "could not notify systemd");
         }
+    }
+}
+
+/// Paces [`Notifier::still_working`]: due at the first step of the work, then once `every`
+/// has passed since the last time it was due.
+#[derive(Debug)]
+pub struct Heartbeat {
+    every: Duration,
+    next: Option<Instant>,
+}
+
+impl Heartbeat {
+    /// The work advanced at `now`: whether to say so.
+    pub fn due(&mut self, now: Instant) -> bool {
+        if self.next.is_some_and(|next| now < next) {
+            return false;
+        }
+        self.next = Some(now + self.every);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_is_due_at_the_first_step_then_once_an_interval() {
+        let n = Notifier {
+            socket: None,
+            watchdog: Some(Duration::from_secs(8)),
+        };
+        let mut beat = n.heartbeat();
+        let t = Instant::now();
+        assert!(beat.due(t));
+        assert!(!beat.due(t + Duration::from_millis(3999)));
+        assert!(
+            beat.due(t + Duration::from_secs(4)),
+            "half the watchdog's time"
+        );
+        assert!(!beat.due(t + Duration::from_secs(5)));
+        // Steps that stop for a while: due again at the next one, paced from there.
+        assert!(beat.due(t + Duration::from_secs(60)));
+        assert!(!beat.due(t + Duration::from_secs(63)));
+        // Without a watchdog, every ten seconds.
+        let mut beat = Notifier::default().heartbeat();
+        assert!(beat.due(t));
+        assert!(!beat.due(t + Duration::from_secs(9)));
+        assert!(beat.due(t + Duration::from_secs(10)));
     }
 }

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::fake_mastodon::{CreateFault, FakeMastodon, TOKEN};
-use crate::support::{Project, kill9, published_count};
+use crate::support::{Killed, Project, kill9, published_count};
 
 fn cadenced(p: &Project, log: &Path) -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("cadenced"));
@@ -189,4 +189,70 @@ fn the_notify_socket_hears_ready_status_watchdog_and_stopping() {
         !first.starts_with("20"),
         "no timestamp under journald: {first}"
     );
+}
+
+/// A review of a large queue against a large log takes minutes on a slow machine, on the
+/// loop's thread: it sent systemd nothing meanwhile, so `TimeoutStartSec=` (90 s by
+/// default) killed a start-up that was advancing, and `WatchdogSec=` a reload's review.
+/// The review now tells systemd it advances, with more time asked for at start-up and a
+/// watchdog ping, paced by the review's own steps (so one that stalls still times out).
+#[test]
+fn a_long_review_of_the_queue_is_not_killed_by_systemds_start_timeout_or_watchdog() {
+    let p = Project::new(
+        "[defaults]\ntimezone = \"UTC\"\n\n[channels.news]\nplatform = \"outbox\"\nslots = [\"10:00\"]\nvariation = false\n",
+    );
+    for i in 0..200 {
+        p.post(
+            &format!("news/{i:03}.md"),
+            &format!("Post number {i} of a long queue, each about something else.\n"),
+        );
+    }
+    let socket_path = p.root().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut child = Killed(
+        Command::new(assert_cmd::cargo::cargo_bin("cadenced"))
+            .current_dir(p.root())
+            .args(["run", "--config"])
+            .arg(p.config())
+            .env("NOTIFY_SOCKET", &socket_path)
+            // The loop's own pings every 5 minutes: none falls inside this test.
+            .env("WATCHDOG_USEC", "600000000")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut buf = [0u8; 512];
+    let mut until = |last: &str| -> Vec<String> {
+        let mut heard = Vec::new();
+        loop {
+            let n = socket
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("waiting for {last}: {e}; heard {heard:?}"));
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let done = msg.starts_with(last);
+            heard.push(msg);
+            if done {
+                return heard;
+            }
+        }
+    };
+    const STILL_WORKING: &str = "EXTEND_TIMEOUT_USEC=30000000\nWATCHDOG=1";
+    let start = until("READY=1");
+    assert!(
+        start.iter().any(|m| m == STILL_WORKING),
+        "the start-up's review asked for more time: {start:?}"
+    );
+    // A reload judges the queue again from scratch (after READY=1 for the new config).
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
+    let reload = until(STILL_WORKING);
+    assert!(reload.iter().any(|m| m == "RELOADING=1"), "{reload:?}");
+    assert!(
+        !reload.iter().any(|m| m == "WATCHDOG=1"),
+        "the loop's own ping fell inside the test: {reload:?}"
+    );
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    assert!(child.0.wait().unwrap().success());
 }
