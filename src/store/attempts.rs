@@ -235,19 +235,15 @@ impl Store {
     }
 
     /// Runs `f` in one transaction (many small writes at once: the start-up's verdicts).
-    /// Rolled back if `f` fails.
+    /// Rolled back if `f` fails or panics, or if the commit fails (a full disk): the
+    /// connection is never left inside a transaction, where every later write would join
+    /// one that is never committed.
     pub fn in_transaction<T>(&mut self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
-        self.conn.execute_batch("BEGIN").map_err(|e| self.err(e))?;
-        match f(self) {
-            Ok(v) => {
-                self.conn.execute_batch("COMMIT").map_err(|e| self.err(e))?;
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
-        }
+        // Rolls back when dropped uncommitted, also after a failed commit.
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let v = f(self)?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(v)
     }
 
     /// Runs `f`, which only reads, inside one read transaction: a listing's look-ups (three

@@ -794,6 +794,50 @@ mod tests {
         }
     }
 
+    /// A commit that failed (a full disk, here a deferred constraint) left the connection
+    /// inside the transaction, so every later write joined it and none was committed; a
+    /// panic inside did the same.
+    #[test]
+    fn a_transaction_whose_commit_fails_or_that_panics_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut store = Store::open(&path).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "PRAGMA foreign_keys = ON;
+                 CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+            )
+            .unwrap();
+        let insert =
+            |s: &Store, sql: &str| s.conn.execute(sql, []).map(|_| ()).map_err(|e| s.err(e));
+        let failed = store.in_transaction(|s| insert(s, "INSERT INTO child VALUES (1)"));
+        assert!(failed.is_err(), "the commit fails: no parent 1");
+        assert!(store.conn.is_autocommit(), "no transaction left open");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            store.in_transaction(|s| -> Result<()> {
+                insert(s, "INSERT INTO parent VALUES (2)")?;
+                panic!("a bug inside")
+            })
+        }));
+        assert!(panicked.is_err());
+        assert!(store.conn.is_autocommit(), "no transaction left open");
+        // What is written next is committed: another connection sees it.
+        store
+            .in_transaction(|s| insert(s, "INSERT INTO parent VALUES (3)"))
+            .unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        let ids: Vec<i64> = other
+            .prepare("SELECT id FROM parent UNION ALL SELECT p FROM child")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(ids, [3]);
+    }
+
     #[test]
     fn events_logged_many_at_once_are_the_rows_logged_one_at_a_time_in_order() {
         // Full statements of EVENTS_PER_INSERT rows and a remainder, two platforms, an
