@@ -12,6 +12,7 @@ pub mod markdown; // the text a `.md` post sends: soft-wrapped lines joined, par
 pub mod parallel; // work on every core, its answers taken in order (a large start-up)
 pub mod platforms; // one folder per platform: keys, rules, request plan, answers; the registry; the executors
 pub mod post; // the post file format: pure parsing from bytes
+pub mod progress; // long work saying it advances (the keep-alive to systemd)
 pub mod queue; // scanning the queue folder: ignore rules, safe reads, media confinement
 pub mod review; // each queued file's verdict (ready, invalid, held, expired): shared by check, plan, daemon
 pub mod secret; // credentials by reference (env, file, systemd credential), read safely, never shown

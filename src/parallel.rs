@@ -7,7 +7,6 @@
 //! in order; each worker stays a bounded number of answers ahead, so memory does not grow
 //! with the input however slow the caller is.
 
-use std::cell::RefCell;
 use std::sync::mpsc::sync_channel;
 
 /// Files to read before reading them on every core pays (starting threads costs more
@@ -16,7 +15,7 @@ pub const FILES_FROM: usize = 64;
 
 /// Answers go to the caller in batches of this many consecutive items: one hand-over (and
 /// at most one wake-up) per batch instead of per item.
-const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 64;
 /// Batches each worker computes ahead of the caller.
 const AHEAD: usize = 4;
 /// Workers at most (a start-up has more to do than cores on small machines only).
@@ -36,7 +35,7 @@ pub fn map_in_order<T: Send>(
     if !spreads(n, from) {
         for i in 0..n {
             if i % BATCH == 0 {
-                progressed();
+                crate::progress::advanced();
             }
             each(i, work(i));
         }
@@ -65,44 +64,10 @@ pub fn map_in_order<T: Send>(
             let Ok(batch) = answers[b % workers].recv() else {
                 return;
             };
-            progressed();
+            crate::progress::advanced();
             for (j, answer) in batch.into_iter().enumerate() {
                 each(b * BATCH + j, answer);
             }
-        }
-    });
-}
-
-thread_local! {
-    /// What [`map_in_order`] calls on this thread as it advances ([`with_progress`]).
-    static ON_PROGRESS: RefCell<Option<Box<dyn FnMut()>>> = const { RefCell::new(None) };
-}
-
-/// Runs `body` with `tick` called on this thread each time [`map_in_order`] takes up a
-/// batch of answers here (and for every batch's worth of items when it runs them here):
-/// long work on one thread (the daemon's review of a large queue) tells systemd it is
-/// advancing, and stops telling it the moment it stalls. Whatever `tick` was set before is
-/// set again afterwards, also when `body` panics.
-pub fn with_progress<R>(tick: impl FnMut() + 'static, body: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Box<dyn FnMut()>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let before = self.0.take();
-            ON_PROGRESS.with(|p| *p.borrow_mut() = before);
-        }
-    }
-    let before = ON_PROGRESS.with(|p| p.borrow_mut().replace(Box::new(tick)));
-    let _restore = Restore(before);
-    body()
-}
-
-/// Calls this thread's `tick`, if any (not from inside itself).
-fn progressed() {
-    ON_PROGRESS.with(|p| {
-        if let Ok(mut p) = p.try_borrow_mut()
-            && let Some(tick) = p.as_mut()
-        {
-            tick();
         }
     });
 }
@@ -191,48 +156,6 @@ mod tests {
             sort_by_spread_key(&mut v, 2, |x| x.0);
             prop_assert_eq!(v, expected);
         }
-    }
-
-    #[test]
-    fn progress_ticks_as_batches_are_taken_up_and_the_tick_before_comes_back() {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let outer = Arc::new(AtomicUsize::new(0));
-        let inner = Arc::new(AtomicUsize::new(0));
-        let o = Arc::clone(&outer);
-        with_progress(
-            move || {
-                o.fetch_add(1, Ordering::Relaxed);
-            },
-            || {
-                // On worker threads (if this machine has two cores) and on this one.
-                for from in [0, usize::MAX] {
-                    let i = Arc::clone(&inner);
-                    with_progress(
-                        move || {
-                            i.fetch_add(1, Ordering::Relaxed);
-                        },
-                        || map_in_order(10 * BATCH, from, |i| i, |_, _| {}),
-                    );
-                }
-                // The outer tick is back after the inner `with_progress`, even one that
-                // panicked.
-                let panicked = std::panic::catch_unwind(|| {
-                    with_progress(|| {}, || panic!("a review that fails"))
-                });
-                assert!(panicked.is_err());
-                map_in_order(BATCH, usize::MAX, |i| i, |_, _| {});
-            },
-        );
-        assert_eq!(
-            inner.load(Ordering::Relaxed),
-            20,
-            "one tick a batch, both ways"
-        );
-        assert_eq!(outer.load(Ordering::Relaxed), 1);
-        // None outside.
-        map_in_order(BATCH, usize::MAX, |i| i, |_, _| {});
-        assert_eq!(outer.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -236,9 +236,11 @@ pub async fn run_config(
             lock::lock_path(&config.database).display()
         );
     }
-    let store = Store::open(&config.database)
-        .with_context(|| format!("opening the publish log {}", config.database.display()))?;
     let notifier = Arc::new(systemd::Notifier::from_env());
+    // Minutes, the first time a large log from an older cadenced is indexed.
+    let store =
+        crate::progress::with_progress(notifier.keepalive(), || Store::open(&config.database))
+            .with_context(|| format!("opening the publish log {}", config.database.display()))?;
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let picture = Picture::new(&config, options.settle);
     let next_rescan = Instant::now() + options.max_sleep;
@@ -724,14 +726,7 @@ impl Daemon {
     /// (and a large log to check it against) this is minutes of work on slow machines,
     /// during which the loop sends systemd nothing: the review does, as it advances.
     fn rescan(&mut self) {
-        let notifier = Arc::clone(&self.notifier);
-        let mut heartbeat = notifier.heartbeat();
-        let still_working = move || {
-            if heartbeat.due(std::time::Instant::now()) {
-                notifier.still_working();
-            }
-        };
-        crate::parallel::with_progress(still_working, || {
+        crate::progress::with_progress(self.notifier.keepalive(), || {
             self.update(|p, ctx| p.rescan(ctx));
         });
         release_freed_memory();

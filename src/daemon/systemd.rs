@@ -4,6 +4,7 @@
 
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often a long review tells systemd it is advancing, at most.
@@ -77,6 +78,18 @@ impl Notifier {
             msg.push_str("\nWATCHDOG=1");
         }
         self.send(&msg);
+    }
+
+    /// What long work calls as it advances ([`crate::progress::with_progress`]): says
+    /// [`Notifier::still_working`] as often as [`Notifier::heartbeat`] allows.
+    pub fn keepalive(self: &Arc<Self>) -> impl FnMut() + 'static {
+        let notifier = Arc::clone(self);
+        let mut heartbeat = notifier.heartbeat();
+        move || {
+            if heartbeat.due(Instant::now()) {
+                notifier.still_working();
+            }
+        }
     }
 
     /// When to call [`Notifier::still_working`] during a long review.

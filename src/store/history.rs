@@ -340,6 +340,7 @@ impl Store {
                         .map_err(|e| sql(&self.path, e))?;
                     n += chunk.len();
                     chunk.clear();
+                    crate::progress::advanced();
                 }
                 if row.is_none() {
                     break;
