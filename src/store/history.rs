@@ -70,6 +70,17 @@ pub struct NearPost {
     pub similarity: f64,
 }
 
+/// A post of the log that counts, with its normalized text ([`Store::each_counted`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountedPost {
+    pub attempt: i64,
+    pub file: String,
+    pub channel: String,
+    pub platform: String,
+    pub at: Timestamp,
+    pub normalized: String,
+}
+
 /// What a query cost (the benchmark prints it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NearStats {
@@ -571,6 +582,66 @@ impl Store {
         Ok((hits, stats))
     }
 
+    /// About how many attempts count at or after `since` (those started since, from an
+    /// index: the few published ones that started before and finished after are not
+    /// counted), to choose between one look-up per post and one pass over them all.
+    pub fn counted_since_estimate(&self, since: Timestamp) -> Result<usize> {
+        self.conn
+            .prepare_cached("SELECT count(*) FROM attempts WHERE started >= ?1")
+            .and_then(|mut s| s.query_row([super::format_time(since)], |r| r.get::<_, i64>(0)))
+            .map(|n| usize::try_from(n).unwrap_or(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every post [`Store::near_posts`] compares a text with at `since`: the attempts that
+    /// count at or after it (sent, published, unsure or resolved; dry runs only of
+    /// `dry_run_channels`) and have a text, in batches of up to `batch` in attempt order,
+    /// so the texts in memory stay bounded however long the log. One pass over the table.
+    pub fn each_counted(
+        &self,
+        since: Timestamp,
+        dry_run_channels: &[&str],
+        batch: usize,
+        mut f: impl FnMut(Vec<CountedPost>),
+    ) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT id, file, channel, platform, {COUNTED_AT}, normalized, dry_run
+                 FROM attempts
+                 WHERE state IN {COUNTING_STATES} AND {COUNTED_AT} >= ?1 AND normalized != ''
+                 ORDER BY id"
+            ))
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query([super::format_time(since)])
+            .map_err(|e| self.err(e))?;
+        let mut posts = Vec::with_capacity(batch.max(1));
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let get = |i| row.get::<_, String>(i).map_err(|e| self.err(e));
+            let dry: bool = row.get(6).map_err(|e| self.err(e))?;
+            let channel = get(2)?;
+            if dry && !dry_run_channels.contains(&channel.as_str()) {
+                continue;
+            }
+            posts.push(CountedPost {
+                attempt: row.get(0).map_err(|e| self.err(e))?,
+                file: get(1)?,
+                channel,
+                platform: get(3)?,
+                at: self.time(get(4)?)?,
+                normalized: get(5)?,
+            });
+            if posts.len() >= batch.max(1) {
+                f(std::mem::replace(&mut posts, Vec::with_capacity(batch)));
+            }
+        }
+        if !posts.is_empty() {
+            f(posts);
+        }
+        Ok(())
+    }
+
     /// Calls `f` with the key of every post in `list`.
     fn matching(&self, list: i64, mut f: impl FnMut(i64)) -> Result<()> {
         let mut stmt = self
@@ -676,6 +747,60 @@ mod tests {
 
         // Only for reading.
         assert!(reader.conn.execute("DELETE FROM attempts", []).is_err());
+    }
+
+    /// The posts handed out for a pass over the log are the ones a look-up compares with:
+    /// counted in the window, not failed, dry runs only of channels still dry, with a text;
+    /// in batches, in attempt order.
+    #[test]
+    fn each_counted_hands_out_the_posts_a_look_up_compares_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db")).unwrap();
+        record(&mut store, "m/old.md", SALE, "2026-10-01T09:00:00Z", false);
+        let near = record(&mut store, "m/near.md", SALE, "2026-11-20T09:00:00Z", false);
+        let failed = record(
+            &mut store,
+            "m/failed.md",
+            SALE,
+            "2026-11-21T09:00:00Z",
+            false,
+        );
+        store
+            .finish_attempt(failed, t("2026-11-21T09:00:01Z"), "failed", None, None, "")
+            .unwrap();
+        let dry = record(&mut store, "d/dry.md", SALE, "2026-11-21T10:00:00Z", true);
+        record(&mut store, "m/media.md", "", "2026-11-21T10:30:00Z", false);
+        let ok = record(&mut store, "m/ok.md", "OK!", "2026-11-21T12:00:00Z", false);
+        let since = t("2026-10-15T00:00:00Z");
+        let counted = |dry_run: &[&str]| {
+            let mut batches = Vec::new();
+            store
+                .each_counted(since, dry_run, 2, |b| {
+                    batches.push(b.iter().map(|p| p.attempt).collect::<Vec<_>>())
+                })
+                .unwrap();
+            batches
+        };
+        assert_eq!(counted(&[]), [vec![near, ok]]);
+        assert_eq!(counted(&["d"]), [vec![near, dry], vec![ok]]);
+        let mut texts = Vec::new();
+        store
+            .each_counted(since, &[], 10, |b| texts.extend(b))
+            .unwrap();
+        assert_eq!(
+            texts[0].normalized,
+            crate::cadence::similarity::comparable(SALE)
+        );
+        assert_eq!(
+            (
+                texts[0].file.as_str(),
+                texts[0].channel.as_str(),
+                texts[0].at
+            ),
+            ("m/near.md", "m", t("2026-11-20T09:00:00Z"))
+        );
+        // The estimate counts by start time, whatever the state.
+        assert_eq!(store.counted_since_estimate(since).unwrap(), 5);
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod attempts;
 mod history;
 
 pub use attempts::{AttemptRow, FileFacts};
-pub use history::{NearPost, NearStats};
+pub use history::{CountedPost, NearPost, NearStats};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
