@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::cadence::holds::{Candidate, ChannelView, HoldReason, Holds, Past, PastHit, QueuedText};
+use crate::cadence::holds::{
+    Candidate, ChannelView, CountedText, HoldReason, Holds, Past, PastHit, QueuedText,
+};
 use crate::cadence::pending_index::GramOrder;
 use crate::cadence::policy::Pending;
 use crate::cadence::similarity::Fingerprint;
@@ -48,6 +50,10 @@ impl LogView {
 }
 
 pub use crate::store::FileFacts;
+
+/// The log's posts in memory at once while the queue is checked against them in one pass
+/// (a few hundred bytes each).
+const COUNTED_BATCH: usize = 4096;
 
 /// The log as `review` reads it: the facts about a file, and the published posts near a
 /// text. Without a database (a fresh install) the log is empty.
@@ -89,6 +95,44 @@ impl Past for LogSource<'_> {
             return Ok(Vec::new());
         };
         near_in(store, &self.dry_run, fingerprint, threshold, since)
+    }
+
+    fn counted_hint(&self, since: Timestamp) -> Option<usize> {
+        match self.store?.counted_since_estimate(since) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not count the log's posts; checking the queue against it post by post");
+                None
+            }
+        }
+    }
+
+    fn each_counted(
+        &self,
+        since: Timestamp,
+        f: &mut dyn FnMut(Vec<CountedText>),
+    ) -> Result<(), String> {
+        let Some(store) = self.store else {
+            return Ok(());
+        };
+        let dry: Vec<&str> = self.dry_run.iter().map(String::as_str).collect();
+        store
+            .each_counted(since, &dry, COUNTED_BATCH, |posts| {
+                f(posts
+                    .into_iter()
+                    .filter_map(|p| {
+                        Some(CountedText {
+                            seq: p.attempt,
+                            platform: Platform::parse(&p.platform)?.name(),
+                            id: p.file,
+                            channel: p.channel,
+                            at: p.at,
+                            normalized: p.normalized,
+                        })
+                    })
+                    .collect())
+            })
+            .map_err(|e| e.to_string())
     }
 
     /// A read-only connection for each core, each with the log's sketch of token counts.
@@ -471,4 +515,130 @@ fn platform_problem(
     });
     let first = all.next()?;
     Some(first.with_also(all))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cadence::similarity::comparable;
+    use crate::store::NewAttempt;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    /// The real log asked only post by post.
+    struct LookupsOnly<'a>(&'a LogSource<'a>);
+
+    impl Past for LookupsOnly<'_> {
+        fn near(
+            &self,
+            fingerprint: &Fingerprint,
+            threshold: f64,
+            since: Timestamp,
+        ) -> Result<Vec<PastHit>, String> {
+            self.0.near(fingerprint, threshold, since)
+        }
+    }
+
+    /// A queue checked against the real log in one pass over its posts gets the holds a
+    /// look-up per queued post gives: the same posts (window, state, dry runs), the same
+    /// similarities to the last bit (thresholds of 0.7 and 0.9 on channels that compare
+    /// across platforms), the same oldest-first choice among equals.
+    #[test]
+    fn a_pass_over_the_log_holds_what_a_look_up_per_post_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db")).unwrap();
+        let words = [
+            "linen", "cotton", "wool", "boots", "shirts", "repair", "Friday", "Monday", "half",
+            "colour", "size", "sale",
+        ];
+        let text = |i: usize| {
+            // Variants of four sentences, a word or two apart.
+            let base = [
+                "Summer sale begins Friday with new linen shirts in every size and colour at half price",
+                "Our free repair workshop is back on Saturday, bring your boots and your questions",
+                "Autumn boots are back in brown and black leather, every size, from Monday on",
+                "Wool socks for the cold months, knitted here, three pairs for the price of two",
+            ][i % 4];
+            let mut words_of: Vec<&str> = base.split(' ').collect();
+            let k = (i / 4) % words_of.len();
+            words_of[k] = words[i % words.len()];
+            if i.is_multiple_of(3) {
+                words_of.swap(1, 2);
+            }
+            words_of.join(" ")
+        };
+        let channels = [
+            ("m", "mastodon", false),
+            ("b", "bluesky", false),
+            ("x", "x", false),
+            ("d", "webhook", true),
+        ];
+        for i in 0..24 {
+            let (channel, platform, dry) = channels[i % 4];
+            let normalized = comparable(&text(i * 5 + 1));
+            let started = t("2026-11-01T09:00:00Z") + SignedDuration::from_hours(i as i64 * 13);
+            let file = format!("{channel}/old{i}.md");
+            let id = store
+                .begin_attempt(&NewAttempt {
+                    started,
+                    channel,
+                    platform: Platform::named(platform).unwrap(),
+                    file: &file,
+                    hash: "h",
+                    normalized: &normalized,
+                    idempotency_key: "k",
+                    key_started: started,
+                    dry_run: dry,
+                })
+                .unwrap();
+            let state = if i % 5 == 4 { "failed" } else { "published" };
+            store
+                .finish_attempt(id, started, state, None, None, "")
+                .unwrap();
+        }
+        let views: Vec<ChannelView> = channels
+            .iter()
+            .enumerate()
+            .map(|(i, (name, platform, _))| ChannelView {
+                name: name.to_string(),
+                platform: Platform::named(platform).unwrap().name(),
+                variation: true,
+                similarity: [0.7, 0.9][i % 2],
+                unique_window: SignedDuration::from_hours(24 * [30, 12][i % 2]),
+            })
+            .collect();
+        let now = t("2026-11-25T00:00:00Z");
+        let queued: Vec<QueuedText> = (0..60)
+            .map(|i| QueuedText {
+                id: format!("{}/{i}.md", channels[i % 4].0).into(),
+                channel: i % 4,
+                text: comparable(&text(i)).into(),
+                first_seen: None,
+                modified: now - SignedDuration::from_hours(i as i64),
+            })
+            .collect();
+        let config_dry = vec!["d".to_string()];
+        let log = LogSource {
+            store: Some(&store),
+            dry_run: config_dry,
+        };
+        assert!(
+            log.counted_hint(now - SignedDuration::from_hours(24 * 30))
+                .is_some()
+        );
+        let mut by_pass = Holds::new(views.clone());
+        let (pass, failed) = by_pass.insert_all(queued.clone(), &log, now);
+        assert!(failed.is_empty());
+        let mut by_lookups = Holds::new(views);
+        let (lookups, failed) = by_lookups.insert_all(queued, &LookupsOnly(&log), now);
+        assert!(failed.is_empty());
+        assert_eq!(pass, lookups);
+        let by_log = pass
+            .iter()
+            .filter(|(_, h)| h.as_ref().is_some_and(|h| h.published.is_some()))
+            .count();
+        assert!(by_log >= 10, "{by_log} held by the log: {pass:#?}");
+    }
 }

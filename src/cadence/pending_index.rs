@@ -392,12 +392,30 @@ impl<K> PendingIndex<K> {
         &mut self,
         posts: Vec<(K, Prepared)>,
         threshold: f64,
+        each: impl FnMut(&Self, DocId, Vec<(DocId, f64)>),
+    ) where
+        K: Sync,
+    {
+        self.insert_many_prepared_then_finding_each(posts, threshold, |_| true, each);
+    }
+
+    /// [`PendingIndex::insert_many_prepared_finding_each`], calling `between` with the
+    /// index once the posts are in and before any is looked up (start-up checks the log's
+    /// posts against them there); if it says `false`, nothing is looked up.
+    pub fn insert_many_prepared_then_finding_each(
+        &mut self,
+        posts: Vec<(K, Prepared)>,
+        threshold: f64,
+        between: impl FnOnce(&Self) -> bool,
         mut each: impl FnMut(&Self, DocId, Vec<(DocId, f64)>),
     ) where
         K: Sync,
     {
         let (ids, prefixes) = self.insert_prepared_keeping_prefixes(posts, |prefix| prefix);
         let index = &*self;
+        if !between(index) {
+            return;
+        }
         if let Some(pairs) = index.pairs_by_size(&ids, &prefixes, threshold) {
             let mut pairs = pairs.into_iter().peekable();
             for (&d, prefix) in ids.iter().zip(&prefixes) {
@@ -417,6 +435,11 @@ impl<K> PendingIndex<K> {
             |i| index.find_below_inserted(ids[i], &prefixes[i], threshold),
             |i, hits| each(index, ids[i], hits),
         );
+    }
+
+    /// Takes every post out, keeping the order.
+    pub fn clear(&mut self) {
+        *self = PendingIndex::with_order(self.threshold, Arc::clone(&self.order));
     }
 
     /// What indexing a post takes apart from the index itself, for any thread.
