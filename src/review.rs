@@ -520,25 +520,12 @@ fn platform_problem(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cadence::holds::LookupsOnly;
     use crate::cadence::similarity::comparable;
     use crate::store::NewAttempt;
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
-    }
-
-    /// The real log asked only post by post.
-    struct LookupsOnly<'a>(&'a LogSource<'a>);
-
-    impl Past for LookupsOnly<'_> {
-        fn near(
-            &self,
-            fingerprint: &Fingerprint,
-            threshold: f64,
-            since: Timestamp,
-        ) -> Result<Vec<PastHit>, String> {
-            self.0.near(fingerprint, threshold, since)
-        }
     }
 
     /// A queue checked against the real log in one pass over its posts gets the holds a

@@ -314,6 +314,23 @@ impl Past for PastPosts {
     }
 }
 
+/// A log that can only be asked post by post (its pass over its posts hidden), for tests
+/// that compare the two ways [`Holds::insert_all`] checks a queue against a log.
+#[cfg(test)]
+pub(crate) struct LookupsOnly<P>(pub P);
+
+#[cfg(test)]
+impl<P: Past> Past for LookupsOnly<P> {
+    fn near(
+        &self,
+        fingerprint: &Fingerprint,
+        threshold: f64,
+        since: Timestamp,
+    ) -> Result<Vec<PastHit>, String> {
+        self.0.near(fingerprint, threshold, since)
+    }
+}
+
 /// Which candidates rules 5 and 6 hold, kept up to date one candidate at a time.
 ///
 /// A candidate's hold depends only on the published posts and on the candidates before it
@@ -1242,20 +1259,6 @@ mod tests {
             .upsert(queued, &PastPosts::new(past), now)
             .unwrap();
         assert_eq!(one_by_one.hold("m/0.md"), expected.get("m/0.md"));
-    }
-
-    /// A log that can only be asked post by post.
-    struct LookupsOnly<'a>(&'a PastPosts);
-
-    impl Past for LookupsOnly<'_> {
-        fn near(
-            &self,
-            fingerprint: &Fingerprint,
-            threshold: f64,
-            since: Timestamp,
-        ) -> Result<Vec<PastHit>, String> {
-            self.0.near(fingerprint, threshold, since)
-        }
     }
 
     /// A log whose pass over its posts fails halfway.

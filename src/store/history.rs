@@ -722,6 +722,16 @@ mod tests {
             .unwrap()
     }
 
+    /// An attempt that failed (it never counts).
+    fn record_failed(store: &mut Store, file: &str, text: &str, started: &str) -> i64 {
+        let id = record(store, file, text, started, false);
+        let finished = t(started) + jiff::SignedDuration::from_secs(1);
+        store
+            .finish_attempt(id, finished, "failed", None, None, "")
+            .unwrap();
+        id
+    }
+
     const SALE: &str = "Summer sale begins Friday with new linen shirts in every size and colour at half price by mail";
 
     #[test]
@@ -758,16 +768,7 @@ mod tests {
         let mut store = Store::open(&dir.path().join("db")).unwrap();
         record(&mut store, "m/old.md", SALE, "2026-10-01T09:00:00Z", false);
         let near = record(&mut store, "m/near.md", SALE, "2026-11-20T09:00:00Z", false);
-        let failed = record(
-            &mut store,
-            "m/failed.md",
-            SALE,
-            "2026-11-21T09:00:00Z",
-            false,
-        );
-        store
-            .finish_attempt(failed, t("2026-11-21T09:00:01Z"), "failed", None, None, "")
-            .unwrap();
+        record_failed(&mut store, "m/failed.md", SALE, "2026-11-21T09:00:00Z");
         let dry = record(&mut store, "d/dry.md", SALE, "2026-11-21T10:00:00Z", true);
         record(&mut store, "m/media.md", "", "2026-11-21T10:30:00Z", false);
         let ok = record(&mut store, "m/ok.md", "OK!", "2026-11-21T12:00:00Z", false);
@@ -815,16 +816,7 @@ mod tests {
             "2026-11-20T09:00:00Z",
             false,
         );
-        let failed = record(
-            &mut store,
-            "m/failed.md",
-            SALE,
-            "2026-11-21T09:00:00Z",
-            false,
-        );
-        store
-            .finish_attempt(failed, t("2026-11-21T09:00:01Z"), "failed", None, None, "")
-            .unwrap();
+        record_failed(&mut store, "m/failed.md", SALE, "2026-11-21T09:00:00Z");
         record(&mut store, "d/dry.md", SALE, "2026-11-21T10:00:00Z", true);
         record(
             &mut store,
