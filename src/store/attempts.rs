@@ -161,19 +161,16 @@ impl Store {
     /// Whether this version of the file was already logged `accepted` or `held` (each
     /// version is logged once) since its last terminal event.
     pub fn version_logged(&self, file: &str, hash: &str) -> Result<Option<String>> {
+        // Cached: parsing it was 5 % of the daemon's CPU taking in a burst of files.
         self.conn
-            .query_row(
-                &format!(
-                    "SELECT status FROM events
-                     WHERE file = ?1 AND hash = ?2 AND status IN ('accepted', 'held')
-                       AND id > COALESCE((SELECT MAX(id) FROM events
-                                          WHERE file = ?1 AND status IN {TERMINAL}), 0)
-                     ORDER BY id DESC LIMIT 1"
-                ),
-                params![file, hash],
-                |r| r.get(0),
-            )
-            .optional()
+            .prepare_cached(&format!(
+                "SELECT status FROM events
+                 WHERE file = ?1 AND hash = ?2 AND status IN ('accepted', 'held')
+                   AND id > COALESCE((SELECT MAX(id) FROM events
+                                      WHERE file = ?1 AND status IN {TERMINAL}), 0)
+                 ORDER BY id DESC LIMIT 1"
+            ))
+            .and_then(|mut s| s.query_row(params![file, hash], |r| r.get(0)).optional())
             .map_err(|e| self.err(e))
     }
 
