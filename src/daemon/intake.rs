@@ -359,9 +359,6 @@ impl Picture {
         out.merge(self.revalidate_all(ctx, &channels));
         if let Some(deferred) = self.deferred.take() {
             out.merge(self.index_deferred(ctx, deferred));
-        } else if self.holds.order_is_stale() {
-            // The queue grew much since the order was made: cost only, never a verdict.
-            self.holds.reorder();
         }
         out
     }
