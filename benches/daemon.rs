@@ -25,7 +25,8 @@ use cadenced::cadence::similarity::normalize;
 use cadenced::clock::{Clock, SystemClock};
 
 const PARTS: &[&str] = &[
-    "intake", "startup", "rss", "idle", "neardup", "pending", "plan", "log", "burst", "size",
+    "intake", "startup", "drops", "rss", "idle", "neardup", "pending", "plan", "log", "burst",
+    "size",
 ];
 
 const BIN: &str = env!("CARGO_BIN_EXE_cadenced");
@@ -70,6 +71,7 @@ fn main() {
         match part.as_str() {
             "intake" => intake(&opts),
             "startup" => startup(&opts),
+            "drops" => drops(&opts),
             "rss" => rss(&opts),
             "idle" => idle(&opts),
             "neardup" => neardup(&opts),
@@ -745,6 +747,51 @@ fn startup(opts: &Opts) {
     println!(
         "start-up CPU (user + system, all threads, until then): {:.2} s",
         cpu.as_secs_f64()
+    );
+}
+
+/// Many files renamed into a running daemon's queue at once (a month of posts for every
+/// channel copied in) with `--history` published posts in the log: until every one is
+/// accepted, with the daemon's CPU time for it and its RSS after.
+fn drops(opts: &Opts) {
+    let files = opts.files.unwrap_or(10_000);
+    let history = opts.history.unwrap_or(100_000);
+    let p = Project::new(1_000.min(files.max(1)), Slots::Never, None);
+    let mut rng = Rng(5);
+    p.history(history, &mut rng);
+    let moves: Vec<(PathBuf, PathBuf)> = (0..files)
+        .map(|i| {
+            let name = format!("{i:06}.md");
+            let staged = p.root().join("staging").join(&name);
+            std::fs::write(&staged, post_text(&mut rng)).unwrap();
+            let channel = channel_name(i % p.channels);
+            (staged, p.root().join("queue").join(channel).join(name))
+        })
+        .collect();
+    let mut d = p.start();
+    // The start indexes the history written behind its back: not what is measured.
+    d.wait_ready(Duration::from_secs(900));
+    d.wait_rows("accepted", history, Duration::from_secs(60));
+    let cpu = process_cpu(d.pid());
+    let t = Instant::now();
+    for (from, to) in &moves {
+        std::fs::rename(from, to).unwrap();
+    }
+    let renamed = t.elapsed();
+    d.wait_rows("accepted", history + files, Duration::from_secs(900));
+    let all = t.elapsed();
+    let cpu = process_cpu(d.pid()) - cpu;
+    std::thread::sleep(Duration::from_secs(3));
+    let rss = rss_of(d.pid());
+    d.stop();
+    println!(
+        "{files} files renamed in at once (in {}), {history} posts of history: all accepted \
+         after {} ({:.2} ms a file), daemon CPU {:.2} s; RSS 3 s later {}",
+        ms(renamed),
+        ms(all),
+        all.as_secs_f64() * 1e3 / files.max(1) as f64,
+        cpu.as_secs_f64(),
+        mb(rss)
     );
 }
 
