@@ -777,16 +777,23 @@ impl Daemon {
             self.rescan();
             return;
         }
-        for e in batch {
-            match e {
-                watch::QueueEvent::Ready(path) => {
-                    self.picture.mark_ready(&path);
-                    self.update(|p, ctx| p.file_event(ctx, &path));
+        // Tens of thousands of files copied in at once come as one batch, each file looked
+        // up in the log here: a minute and more on a small machine with a long log, with no
+        // watchdog ping from the loop meanwhile. Each file says it advances, as a review's
+        // batches do.
+        crate::progress::with_progress(self.notifier.keepalive(), || {
+            for e in batch {
+                crate::progress::advanced();
+                match e {
+                    watch::QueueEvent::Ready(path) => {
+                        self.picture.mark_ready(&path);
+                        self.update(|p, ctx| p.file_event(ctx, &path));
+                    }
+                    watch::QueueEvent::Gone(path) => self.update(|p, ctx| p.file_event(ctx, &path)),
+                    watch::QueueEvent::Rescan => {}
                 }
-                watch::QueueEvent::Gone(path) => self.update(|p, ctx| p.file_event(ctx, &path)),
-                watch::QueueEvent::Rescan => {}
             }
-        }
+        });
     }
 
     /// What the picture found: verdicts logged (each version once) and shown in `.held`
