@@ -159,8 +159,9 @@ pub(super) struct Picture {
     /// one channel's files are one range.
     files: BTreeMap<Box<str>, Entry>,
     holds: Holds,
-    /// Files seen written less than `settle` ago: when to look at them again.
-    settling: BTreeSet<(Instant, Box<str>)>,
+    /// Files seen written less than `settle` ago: when to look at them again, and their
+    /// stamp then (unchanged at that time: complete).
+    settling: BTreeSet<(Instant, Box<str>, u64)>,
     /// Files the watcher said are complete, and when: taken even if just modified.
     ready: HashMap<PathBuf, Instant>,
     /// When a hold by a published post ends (it leaves its window): judge again then.
@@ -317,7 +318,7 @@ impl Picture {
 
     /// The next settle timer.
     pub fn next_settle(&self) -> Option<Instant> {
-        self.settling.first().map(|(t, _)| *t)
+        self.settling.first().map(|(t, _, _)| *t)
     }
 
     /// The next end of a hold by a published post.
@@ -506,18 +507,26 @@ impl Picture {
     pub fn settle_due(&mut self, ctx: &Ctx<'_>) -> Outcome {
         let now = Instant::now();
         let mut out = Outcome::default();
-        while let Some((at, _)) = self.settling.first() {
+        while let Some((at, _, _)) = self.settling.first() {
             if *at > now {
                 break;
             }
-            let (_, id) = self.settling.pop_first().expect("just looked");
+            let (_, id, stamp_then) = self.settling.pop_first().expect("just looked");
+            crate::progress::advanced();
             let Some(&ci) = id.split_once('/').and_then(|(c, _)| self.index_of.get(c)) else {
                 continue;
             };
             let path = self.root.join(&*id);
             match std::fs::symlink_metadata(&path) {
                 Ok(meta) if !meta.is_dir() => {
-                    out.merge(self.look_at(ctx, ci, &path, Some(queue::stamp(&meta))))
+                    let stamp = queue::stamp(&meta);
+                    if stamp == stamp_then {
+                        // Unchanged for the settle time: complete, whatever its time of
+                        // modification says (one in the future, from a camera's or another
+                        // machine's wrong clock, would otherwise never be old enough).
+                        self.mark_ready(&path);
+                    }
+                    out.merge(self.look_at(ctx, ci, &path, Some(stamp)))
                 }
                 _ => out.merge(self.remove(ctx, &id, true)),
             }
@@ -639,6 +648,12 @@ impl Picture {
             .ready
             .get(path)
             .is_some_and(|at| Instant::now().duration_since(*at) <= self.settle);
+        let stamp = match stamp {
+            Some(s) => s,
+            None => std::fs::symlink_metadata(path)
+                .map(|m| queue::stamp(&m))
+                .unwrap_or_default(),
+        };
         if !fresh_mark && clock::modified_within(file.modified, self.settle) {
             // Written in place a moment ago: not taken yet. The old version (if any) is
             // not sendable meanwhile, as before.
@@ -646,16 +661,10 @@ impl Picture {
             let age = clock::age(file.modified);
             let wait = self.settle.saturating_sub(age) + Duration::from_millis(10);
             self.settling
-                .insert((Instant::now() + wait, file.id.as_str().into()));
+                .insert((Instant::now() + wait, file.id.as_str().into(), stamp));
             out.touched.insert(ci);
             return out;
         }
-        let stamp = match stamp {
-            Some(s) => s,
-            None => std::fs::symlink_metadata(path)
-                .map(|m| queue::stamp(&m))
-                .unwrap_or_default(),
-        };
         self.take(ctx, ci, file, stamp)
     }
 
@@ -790,7 +799,7 @@ impl Picture {
         };
         out.touched.insert(channel);
         if withdrawn_if_pending {
-            self.settling.retain(|(_, s)| &**s != id);
+            self.settling.retain(|(_, s, _)| &**s != id);
         }
         let path = self.root.join(id);
         if path.symlink_metadata().is_err() {

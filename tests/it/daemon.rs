@@ -476,6 +476,31 @@ async fn a_file_written_just_before_the_start_is_accepted_after_its_settle_time(
     assert_eq!(d.stop().await, 0);
 }
 
+/// Before, a file whose time of modification lay in the future (copied from a camera or a
+/// machine with a wrong clock, or unpacked from an archive) was never old enough to have
+/// settled: never taken, and looked at again every settle time, forever. Now a file that
+/// did not change for the settle time is complete whatever its time says.
+#[tokio::test]
+async fn a_file_modified_in_the_future_is_accepted_after_its_settle_time() {
+    let p = Project::new(QUIET);
+    let path = p.post(
+        "news/future.md",
+        "Copied from a camera whose clock is a day ahead.\n",
+    );
+    crate::support::modified_a_day_ahead(&path);
+    let clock = TestClock::at("2026-11-23T08:30:00Z");
+    let d = start_with(
+        &p,
+        &clock,
+        Options {
+            settle: Duration::from_millis(300),
+            ..Options::default()
+        },
+    );
+    until_logged(&p, "news/future.md", "accepted", Duration::from_secs(10)).await;
+    assert_eq!(d.stop().await, 0);
+}
+
 /// Before, a file renamed into a new channel's folder just before the reload that adds the
 /// channel waited for an unrelated wake (up to 300 s). Real time here: file times are real.
 #[tokio::test]
