@@ -775,6 +775,7 @@ impl Holds {
     ) -> Result<Vec<HoldChange>, String> {
         let mut fresh = Vec::with_capacity(slots.len());
         for &s in &slots {
+            crate::progress::advanced();
             let slot = self.slot(s);
             let fp = Fingerprint::of_normalized(self.index.text(slot.doc).unwrap_or_default());
             fresh.push(self.rules.best_past(slot.channel, &fp, past, now)?);

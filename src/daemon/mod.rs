@@ -1178,11 +1178,17 @@ impl Daemon {
                 self.retry_delay = FIRST_RETRY;
             }
         }
+        // Both can be many files at once (a queue copied in just before the start, the
+        // holds by one day's posts ending): say it advances, as a review does.
         if self.picture.next_settle().is_some_and(|t| t <= inow) {
-            self.update(|p, ctx| p.settle_due(ctx));
+            crate::progress::with_progress(self.notifier.keepalive(), || {
+                self.update(|p, ctx| p.settle_due(ctx));
+            });
         }
         if self.picture.next_hold_end().is_some_and(|t| t <= now) {
-            self.update(|p, ctx| p.hold_ends_due(ctx));
+            crate::progress::with_progress(self.notifier.keepalive(), || {
+                self.update(|p, ctx| p.hold_ends_due(ctx));
+            });
         }
         let due: Vec<usize> = (0..self.wakes.len())
             .filter(|&ci| self.wakes[ci].is_some_and(|t| t <= now))

@@ -295,3 +295,25 @@ fn a_burst_of_files_dropped_while_running_is_not_killed_by_the_watchdog() {
     unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
     assert!(child.0.wait().unwrap().success());
 }
+
+/// The same for files found at start-up that had not settled yet (a queue copied in just
+/// before `systemctl start`): all their settle times fall due together, and they were
+/// taken with no watchdog ping meanwhile. A time of modification in the future keeps the
+/// file unsettled at start-up however long the start takes.
+#[test]
+fn files_that_settle_together_after_the_start_are_not_killed_by_the_watchdog() {
+    let p = Project::new(
+        "[defaults]\ntimezone = \"UTC\"\n\n[channels.news]\nplatform = \"outbox\"\nslots = [\"10:00\"]\n",
+    );
+    let path = p.post("news/copied.md", "Copied in just before the start.\n");
+    crate::support::modified_a_day_ahead(&path);
+    let (mut child, socket) = run_with_a_long_watchdog(&p);
+    hear_until(&socket, "READY=1");
+    let settled = hear_until(&socket, STILL_WORKING);
+    assert!(
+        !settled.iter().any(|m| m == "WATCHDOG=1"),
+        "the loop's own ping fell inside the test: {settled:?}"
+    );
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    assert!(child.0.wait().unwrap().success());
+}
