@@ -2,6 +2,7 @@
 //! is wrong and what to do. Rendered compiler-style (annotate-snippets) for terminals and as
 //! one JSON object per problem for `--json`. This module formats; it never prints.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -139,7 +140,7 @@ impl Diagnostic {
 
     /// `file:line:column`, as far as known.
     pub fn location(&self) -> String {
-        let mut s = self.file.display().to_string();
+        let mut s = escaped(&self.file.display().to_string()).into_owned();
         if let Some(line) = self.line {
             s.push_str(&format!(":{line}"));
             if let Some(col) = self.column {
@@ -156,7 +157,7 @@ impl Diagnostic {
             Severity::Error => Level::ERROR,
             Severity::Warning => Level::WARNING,
         };
-        let path = self.file.display().to_string();
+        let path = escaped(&self.file.display().to_string()).into_owned();
         let title = level.primary_title(self.message.as_str());
         let group = match (&self.source, self.line) {
             (Some(src), Some(line)) => title.element(
@@ -239,6 +240,32 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
+}
+
+/// Characters a terminal or a reader of the log acts on instead of showing: control
+/// characters (a line break starts a forged log line, an escape sequence rewrites the
+/// screen) and the bidirectional overrides and isolates that reorder what follows (a name
+/// shown as `gpj.md` that ends in `.jpg`).
+pub fn acts_on_display(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with each character that [`acts_on_display`] written as its escape (`\n`,
+/// `\u{1b}`): a file name shown in a message as what it is.
+pub fn escaped(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(acts_on_display) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if acts_on_display(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// `word` with its indefinite article, for messages: "an integer", "a string".

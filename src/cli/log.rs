@@ -366,10 +366,7 @@ impl Widths {
 /// Text fit for one table cell: line breaks and tabs become spaces, other control
 /// characters (escape sequences) and bidirectional overrides become U+FFFD.
 pub(super) fn clean(s: &str) -> Cow<'_, str> {
-    let bad = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-    };
+    let bad = crate::diag::acts_on_display;
     if !s.chars().any(bad) {
         return Cow::Borrowed(s);
     }

@@ -480,6 +480,12 @@ impl Picture {
 
     /// The watcher's `Ready` (or `Gone`) for one path: look at that file only.
     pub fn file_event(&mut self, ctx: &Ctx<'_>, path: &Path) -> Outcome {
+        if let Some(problem) = queue::unshowable_name(path) {
+            return Outcome {
+                problems: vec![problem],
+                ..Outcome::default()
+            };
+        }
         let Some(id) = id_of(&self.root, path) else {
             return Outcome::default();
         };
@@ -1081,6 +1087,21 @@ mod tests {
         let out = s.run(|ctx| picture.file_event(ctx, &gone));
         assert_eq!(statuses(&out), [("x/again.md".to_string(), "accepted")]);
         assert_eq!(picture.reads, 2, "no other file read");
+    }
+
+    #[tokio::test]
+    async fn a_file_dropped_in_with_a_line_break_in_its_name_is_a_problem_not_a_post() {
+        let s = setup(&["news"]);
+        let mut picture = Picture::new(&s.config, Duration::ZERO);
+        s.run(|ctx| picture.rescan(ctx));
+        let path = s.post("news/evil\nERROR forged.md", "A post.\n");
+        let out = s.run(|ctx| picture.file_event(ctx, &path));
+        assert!(out.changes.is_empty());
+        assert_eq!(picture.len(), 0);
+        let shown: Vec<String> = out.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(shown.len(), 1);
+        assert!(shown[0].contains(r"evil\nERROR forged.md"), "{shown:?}");
+        assert!(!shown[0].contains('\n'), "{shown:?}");
     }
 
     #[tokio::test]

@@ -29,6 +29,7 @@ pub use ignore::{FileKind, POST_EXTENSIONS, classify_file, is_ignored_dir, is_ig
 pub use read::{MAX_POST_BYTES, read_post};
 pub use scan::{
     ListedFile, Listing, RootScan, list_channel, list_channels, scan, scan_root, stamp,
+    unshowable_name,
 };
 
 /// One post file found in a channel folder, read and parsed (or not).

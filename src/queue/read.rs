@@ -35,6 +35,10 @@ pub fn read_post(queue_root: &Path, channel: &str, path: &Path) -> Option<Queued
     if kind == FileKind::Ignored || super::files::SUB_FOLDERS.contains(&&*name) {
         return None;
     }
+    // Reported by the listing (`unshowable_name`): never a post, its name never shown.
+    if name.chars().any(crate::diag::acts_on_display) {
+        return None;
+    }
     let shown = queue_root.join(channel).join(name_os);
     let mut file = QueuedFile {
         id: format!("{channel}/{name}"),

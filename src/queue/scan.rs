@@ -256,6 +256,10 @@ pub fn list_channel(queue_root: &Path, channel: &str) -> Listing {
         if is_ignored_file(&name.to_string_lossy()) {
             continue;
         }
+        if let Some(problem) = unshowable_name(&path) {
+            listing.problems.push(problem);
+            continue;
+        }
         let Ok(meta) = fs::symlink_metadata(&path) else {
             continue; // gone already
         };
@@ -289,6 +293,25 @@ pub fn list_channel(queue_root: &Path, channel: &str) -> Listing {
         }
     }
     listing
+}
+
+/// A problem if the file name at the end of `path` holds a character that a terminal or
+/// a reader of the log acts on ([`diag::acts_on_display`]): such a file is never a post, so
+/// its name reaches no log line, row or `plan` as it is (a line break in it forged a line
+/// of the daemon's log).
+pub fn unshowable_name(path: &Path) -> Option<Diagnostic> {
+    let name = path.file_name()?.to_string_lossy();
+    if !name.chars().any(diag::acts_on_display) {
+        return None;
+    }
+    Some(
+        Diagnostic::error(
+            path,
+            "the file name holds a line break, a control character or a direction override \
+             (shown escaped); the file is not read",
+        )
+        .with_help("rename the file with letters, digits, spaces and punctuation only"),
+    )
 }
 
 const PERMISSION_HELP: &str =

@@ -648,3 +648,39 @@ fn no_config_points_at_init_and_the_installed_config_not_the_source_tree() {
     assert!(text.contains("/etc/cadenced/cadenced.toml"), "{text}");
     assert!(!text.contains("source"), "{text}");
 }
+
+/// A line break in a file name printed the rest of the name as a line of its own in the
+/// daemon's log (`…ERROR forged line.md` looked like the daemon's), and an escape sequence
+/// in one recoloured the terminal of whoever ran `plan`. Such a file is now a problem shown
+/// with its name escaped, and never a post.
+#[test]
+fn a_line_break_or_escape_in_a_file_name_forges_no_line_and_reaches_no_terminal() {
+    let p = Project::new(SOCIAL);
+    p.post(
+        "shop-x/evil\n2026-11-29T00:00:00Z ERROR forged line.md",
+        "A post.\n",
+    );
+    p.post("shop-x/a\u{1b}[2Jred.md", "Another post.\n");
+    p.post("shop-x/fine.md", "A post with a plain name.\n");
+    for args in [&["check"][..], &["plan"][..]] {
+        let out = p.cmd(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with("2026-11-29T00:00:00Z ERROR")),
+            "{args:?}: {text}"
+        );
+        assert!(!text.contains('\u{1b}'), "{args:?}: {text}");
+        if args == ["check"] {
+            assert!(
+                text.contains(r"evil\n2026-11-29T00:00:00Z ERROR forged line.md"),
+                "{text}"
+            );
+            assert!(text.contains(r"a\u{1b}[2Jred.md"), "{text}");
+        } else {
+            assert!(text.contains("shop-x/fine.md"), "{text}");
+        }
+    }
+}
