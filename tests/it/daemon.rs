@@ -450,6 +450,19 @@ platform = "outbox"
 slots = ["0 0 29 2 *"]
 "#;
 
+/// The daemon on `p` with a settle time of 300 ms (real time: file times are real).
+fn start_settling_in_300ms(p: &Project) -> Running {
+    let clock = TestClock::at("2026-11-23T08:30:00Z");
+    start_with(
+        p,
+        &clock,
+        Options {
+            settle: Duration::from_millis(300),
+            ..Options::default()
+        },
+    )
+}
+
 /// Before, a file younger than the settle time when the daemon started waited for an
 /// unrelated wake (with a slot a day away, a day). Real time here: file times are real.
 #[tokio::test]
@@ -459,15 +472,7 @@ async fn a_file_written_just_before_the_start_is_accepted_after_its_settle_time(
         "news/fresh.md",
         "Written a moment before the daemon started.\n",
     );
-    let clock = TestClock::at("2026-11-23T08:30:00Z");
-    let d = start_with(
-        &p,
-        &clock,
-        Options {
-            settle: Duration::from_millis(300),
-            ..Options::default()
-        },
-    );
+    let d = start_settling_in_300ms(&p);
     let took = until_logged(&p, "news/fresh.md", "accepted", Duration::from_secs(10)).await;
     assert!(
         took >= Duration::from_millis(100),
@@ -488,15 +493,7 @@ async fn a_file_modified_in_the_future_is_accepted_after_its_settle_time() {
         "Copied from a camera whose clock is a day ahead.\n",
     );
     crate::support::modified_a_day_ahead(&path);
-    let clock = TestClock::at("2026-11-23T08:30:00Z");
-    let d = start_with(
-        &p,
-        &clock,
-        Options {
-            settle: Duration::from_millis(300),
-            ..Options::default()
-        },
-    );
+    let d = start_settling_in_300ms(&p);
     until_logged(&p, "news/future.md", "accepted", Duration::from_secs(10)).await;
     assert_eq!(d.stop().await, 0);
 }
