@@ -530,7 +530,9 @@ impl Picture {
                         // Unchanged for the settle time: complete, whatever its time of
                         // modification says (one in the future, from a camera's or another
                         // machine's wrong clock, would otherwise never be old enough).
-                        self.mark_ready(&path);
+                        // Marked without `mark_ready`'s sweep of old marks: a queue copied
+                        // in settles all at once, and a sweep a file would be quadratic.
+                        self.ready.insert(path.clone(), Instant::now());
                     }
                     out.merge(self.look_at(ctx, ci, &path, Some(stamp)))
                 }
