@@ -207,7 +207,7 @@ fn a_long_review_of_the_queue_is_not_killed_by_systemds_start_timeout_or_watchdo
             &format!("Post number {i} of a long queue, each about something else.\n"),
         );
     }
-    let (mut child, socket) = run_with_a_long_watchdog(&p);
+    let (child, socket) = run_with_a_long_watchdog(&p);
     let until = |last: &str| hear_until(&socket, last);
     let start = until("READY=1");
     assert!(
@@ -218,12 +218,7 @@ fn a_long_review_of_the_queue_is_not_killed_by_systemds_start_timeout_or_watchdo
     unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
     let reload = until(STILL_WORKING);
     assert!(reload.iter().any(|m| m == "RELOADING=1"), "{reload:?}");
-    assert!(
-        !reload.iter().any(|m| m == "WATCHDOG=1"),
-        "the loop's own ping fell inside the test: {reload:?}"
-    );
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
-    assert!(child.0.wait().unwrap().success());
+    stops_cleanly_without_the_loops_own_ping(child, &reload);
 }
 
 /// What a long piece of work sends systemd as it advances (the watchdog at ten minutes:
@@ -250,6 +245,17 @@ fn run_with_a_long_watchdog(p: &Project) -> (Killed, UnixDatagram) {
             .unwrap(),
     );
     (child, socket)
+}
+
+/// Asserts that none of `heard` was the loop's own watchdog ping (which would make the
+/// keep-alive heard in a test prove nothing), then stops the daemon and asserts it exits 0.
+fn stops_cleanly_without_the_loops_own_ping(mut child: Killed, heard: &[String]) {
+    assert!(
+        !heard.iter().any(|m| m == "WATCHDOG=1"),
+        "the loop's own ping fell inside the test: {heard:?}"
+    );
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    assert!(child.0.wait().unwrap().success());
 }
 
 /// The messages on `socket` up to the first that starts with `last`, that one included.
@@ -284,16 +290,11 @@ fn a_burst_of_files_dropped_while_running_is_not_killed_by_the_watchdog() {
     std::fs::create_dir_all(p.root().join("queue/news")).unwrap();
     let staged = p.root().join("late.md");
     std::fs::write(&staged, "A post dropped in while the daemon runs.\n").unwrap();
-    let (mut child, socket) = run_with_a_long_watchdog(&p);
+    let (child, socket) = run_with_a_long_watchdog(&p);
     hear_until(&socket, "READY=1");
     std::fs::rename(&staged, p.root().join("queue/news/late.md")).unwrap();
     let taking = hear_until(&socket, STILL_WORKING);
-    assert!(
-        !taking.iter().any(|m| m == "WATCHDOG=1"),
-        "the loop's own ping fell inside the test: {taking:?}"
-    );
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
-    assert!(child.0.wait().unwrap().success());
+    stops_cleanly_without_the_loops_own_ping(child, &taking);
 }
 
 /// The same for files found at start-up that had not settled yet (a queue copied in just
@@ -307,13 +308,8 @@ fn files_that_settle_together_after_the_start_are_not_killed_by_the_watchdog() {
     );
     let path = p.post("news/copied.md", "Copied in just before the start.\n");
     crate::support::modified_a_day_ahead(&path);
-    let (mut child, socket) = run_with_a_long_watchdog(&p);
+    let (child, socket) = run_with_a_long_watchdog(&p);
     hear_until(&socket, "READY=1");
     let settled = hear_until(&socket, STILL_WORKING);
-    assert!(
-        !settled.iter().any(|m| m == "WATCHDOG=1"),
-        "the loop's own ping fell inside the test: {settled:?}"
-    );
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
-    assert!(child.0.wait().unwrap().success());
+    stops_cleanly_without_the_loops_own_ping(child, &settled);
 }
